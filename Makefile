@@ -1,0 +1,49 @@
+# mmlake: everything a fresh Debian/Ubuntu machine needs, from system packages to the venv.
+#   make demo   the main job end to end on the embedded defaults (local lake, SQLite, in-process)
+#   make test   set up if needed, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
+# Debian packages the project uses (tar/gzip for shards; more arrive with the registry and OCR)
+SYSTEM_PACKAGES ?= ca-certificates tar
+EXTRAS ?= test
+
+.PHONY: setup system demo test lint bench clean
+
+setup: $(STAMP)
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "missing system packages:$$missing"; echo "install them with: sudo apt-get install$$missing"; exit 1; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(MAKE) --no-print-directory system
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+demo: setup
+	$(VENV)/bin/mmlake demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
+	$(PY) benchmarks/shards.py
+
+clean:
+	rm -rf $(VENV) .mmlake .pytest_cache test-artifacts

@@ -1,0 +1,1 @@
+"""Dataset statistics and charts for the registry; Prometheus metrics and Grafana dashboards."""

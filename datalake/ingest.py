@@ -1,0 +1,506 @@
+"""Ingest raw image-text data into a new dataset version -- and account for every input.
+
+Three source layouts are read (on local disk or S3, through the same store protocol):
+
+* **folder** in the img2dataset layout: ``000123.jpg`` + ``000123.txt`` and/or
+  ``000123.json`` (possibly in sub-folders); one input per stem;
+* **table**: a JSONL or Parquet file with an image column (a path relative to the table, a
+  ``file://`` or ``s3://`` URI, raw bytes, or a ``{"bytes": ...}`` struct) and a caption
+  column; one input per row;
+* **WebDataset tars** (a ``.tar`` file or a folder of them): members grouped by key; a
+  ``<key>.json`` that is already an mmlake record is validated as such; one input per key.
+
+Each input ends as exactly one of: a sample in the new version, or a row in the rejects table
+(``rejects.parquet`` beside the shards) with its source, key, reason and detail. So
+``ingested + rejected == inputs`` always holds, and the summary says so. Image checks (format
+from the bytes, pixel limit from the header, a decode to catch truncation) run in a process
+pool when ``workers > 1``; results are consumed in input order, so the version is the same
+whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from datalake.media import IMAGE_EXTS, MediaError, probe_image
+from datalake.sample import KINDS, Media, MediaPart, Sample, SampleError, Source, TextPart
+from datalake.store import ObjectNotFound, Store, StoreError, open_store
+from datalake.version import Lake, validate_name
+
+__all__ = ["IngestConfig", "IngestResult", "Candidate", "ingest", "REJECT_REASONS"]
+
+#: every reason an input can be rejected for
+REJECT_REASONS = (
+    "empty_file", "not_an_image", "unsupported_format", "too_many_pixels", "truncated_image",
+    "undecodable_image", "missing_image", "missing_caption", "invalid_json", "non_utf8_text",
+    "invalid_record", "duplicate_key", "unsupported_uri", "unreadable_source", "ambiguous_media",
+    "unreadable_tar",
+)
+_TEXT_EXTS = ("txt", "caption")
+_IGNORED = re.compile(r"(_stats\.json|\.parquet|\.DS_Store)$")
+_BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    dataset: str
+    kind: str = "caption"
+    max_pixels: int = 100_000_000
+    shard_samples: int = 1000
+    workers: int = 1
+    image_column: str | None = None
+    caption_column: str | None = None
+    key_column: str | None = None
+    license: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_name(self.dataset)
+        if self.kind not in KINDS:
+            raise ValueError(f"--kind {self.kind!r} is not one of {list(KINDS)}")
+        if self.kind not in ("caption", "ocr", "knowledge", "interleaved"):
+            raise ValueError(f"ingest builds image+text samples; kind {self.kind!r} comes from its own pipeline "
+                             "(use caption, ocr, knowledge or interleaved)")
+        if self.max_pixels < 1 or self.shard_samples < 1 or self.workers < 1:
+            raise ValueError("max_pixels, shard_samples and workers must be >= 1")
+
+
+@dataclass
+class Candidate:
+    """One input, as read from the source, before any check."""
+
+    source: str
+    key: str | None
+    image: bytes | None = None
+    image_name: str | None = None
+    caption: str | bytes | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    license: str | None = None
+    uri: str | None = None
+    record: dict[str, Any] | None = None  # an mmlake record found in a WebDataset tar
+    blobs: dict[str, bytes] | None = None
+    error: tuple[str, str] | None = None  # (reason, detail) found while reading
+
+
+@dataclass
+class IngestResult:
+    output: str
+    manifest: str
+    inputs: int
+    ingested: int
+    rejected: dict[str, int]
+    sources: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"output": self.output, "manifest": self.manifest, "inputs": self.inputs,
+                "ingested": self.ingested, "rejected": dict(sorted(self.rejected.items())),
+                "sources": self.sources}
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{r}: {n}" for r, n in sorted(self.rejected.items()))
+        m = sum(self.rejected.values())
+        return (f"ingested {self.ingested}, rejected {m}" + (f" ({reasons})" if reasons else "")
+                + f" of {self.inputs} inputs -> {self.output}")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading sources
+
+
+def _safe_key(raw: str) -> str:
+    key = _BAD_KEY_CHARS.sub("_", raw.replace("/", "-")).lstrip("_-") or "k"
+    return key[:200]
+
+
+def _split_source(src: str) -> tuple[Store, str | None]:
+    """A folder -> (store at it, None); a file -> (store at its folder, file name)."""
+    if src.startswith("s3://"):
+        store = open_store(src)
+        if any(src.endswith(ext) for ext in (".jsonl", ".json", ".parquet", ".tar")):
+            head, _, name = src.rstrip("/").rpartition("/")
+            return open_store(head), name
+        return store, None
+    path = src[len("file://"):] if src.startswith("file://") else src
+    if os.path.isfile(path):
+        return open_store(os.path.dirname(os.path.abspath(path))), os.path.basename(path)
+    if os.path.isdir(path):
+        return open_store(path), None
+    raise ValueError(f"ingest source {src!r} does not exist: give a folder, a .jsonl/.parquet table, or .tar files")
+
+
+def _read_folder(store: Store, files: list[str]) -> Iterator[Candidate]:
+    groups: dict[str, dict[str, str]] = {}
+    for f in files:
+        if _IGNORED.search(f):
+            continue
+        stem, dot, ext = f.rpartition(".")
+        if not dot or "/" in ext:
+            stem, ext = f, ""
+        groups.setdefault(stem, {})[ext.lower()] = f
+    basenames = [s.rsplit("/", 1)[-1] for s in groups]
+    use_base = len(set(basenames)) == len(basenames)
+    for stem in sorted(groups):
+        members = groups[stem]
+        key = _safe_key(stem.rsplit("/", 1)[-1] if use_base else stem)
+        c = Candidate(source=store.url(stem), key=key)
+        images = [members[e] for e in members if e in IMAGE_EXTS]
+        try:
+            if len(images) > 1:
+                c.error = ("ambiguous_media", f"several images share the stem: {sorted(images)}")
+            elif images:
+                c.image_name, c.image = images[0], store.read(images[0])
+                c.uri = store.url(images[0])
+            for ext in _TEXT_EXTS:
+                if ext in members:
+                    c.caption = store.read(members[ext])
+                    break
+            if "json" in members:
+                raw = store.read(members["json"])
+                try:
+                    doc = json.loads(raw)
+                    if not isinstance(doc, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    c.error = c.error or ("invalid_json", f"{members['json']}: {exc}")
+                else:
+                    _apply_sidecar(c, doc)
+            unknown = [m for e, m in members.items() if e not in IMAGE_EXTS and e not in _TEXT_EXTS and e != "json"]
+            if not images and not c.error:
+                c.error = ("missing_image", f"no image file for stem {stem!r} (found {sorted(members.values())})"
+                           + (f"; unrecognised: {unknown}" if unknown else ""))
+        except (ObjectNotFound, StoreError, OSError) as exc:
+            c.error = ("unreadable_source", str(exc))
+        yield c
+
+
+def _apply_sidecar(c: Candidate, doc: dict[str, Any]) -> None:
+    if c.caption is None and isinstance(doc.get("caption"), str):
+        c.caption = doc["caption"]
+    if isinstance(doc.get("url"), str):
+        c.uri = doc["url"]
+    if isinstance(doc.get("license"), str):
+        c.license = doc["license"]
+    extra = {k: v for k, v in doc.items() if k not in ("caption",)}
+    if extra:
+        c.meta["source_meta"] = extra
+
+
+def _cell_image(store: Store, value: Any, where: str) -> tuple[bytes | None, str | None, tuple[str, str] | None]:
+    """Resolve a table's image cell -> (bytes, uri, error)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("bytes"), (bytes, bytearray)):
+            return bytes(value["bytes"]), value.get("path") or where, None
+        value = value.get("path")
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value), where, None
+    if not isinstance(value, str) or not value:
+        return None, None, ("missing_image", f"{where}: image cell is {value!r}")
+    if value.startswith(("http://", "https://")):
+        return None, value, ("unsupported_uri", f"{value}: ingest does not download; fetch with img2dataset first")
+    try:
+        if value.startswith(("s3://", "file://")):
+            head, _, name = value.rpartition("/")
+            st = open_store(head)
+            return st.read(name), value, None
+        if os.path.isabs(value):
+            return open_store(os.path.dirname(value)).read(os.path.basename(value)), "file://" + value, None
+        return store.read(value), store.url(value), None
+    except (ObjectNotFound, StoreError, OSError, ValueError) as exc:
+        return None, value, ("unreadable_source", str(exc))
+
+
+def _table_rows(store: Store, name: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    """Yield (where, row, json error) for each row of a JSONL or Parquet table."""
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(io.BytesIO(store.read(name)))
+        n = 0
+        for batch in table.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield f"{store.url(name)}#row={n}", row, None
+                n += 1
+        return
+    with store.open(name) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{store.url(name)}:{lineno}"
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError(f"a row is a JSON object, got {type(row).__name__}")
+            except (UnicodeDecodeError, ValueError) as exc:
+                yield where, None, str(exc)
+                continue
+            yield where, row, None
+
+
+def _pick(row: dict[str, Any], wanted: str | None, defaults: tuple[str, ...]) -> str | None:
+    if wanted:
+        return wanted
+    for d in defaults:
+        if d in row:
+            return d
+    return None
+
+
+def _read_table(store: Store, name: str, cfg: IngestConfig) -> Iterator[Candidate]:
+    for n, (where, row, err) in enumerate(_table_rows(store, name)):
+        if row is None:
+            yield Candidate(source=where, key=None, error=("invalid_json", err or "unparseable row"))
+            continue
+        img_col = _pick(row, cfg.image_column, ("image", "image_path", "path", "file", "url", "image_url"))
+        cap_col = _pick(row, cfg.caption_column, ("caption", "text", "alt", "txt"))
+        key_col = _pick(row, cfg.key_column, ("key", "id"))
+        raw_key = row.get(key_col) if key_col else None
+        key = _safe_key(str(raw_key)) if raw_key not in (None, "") else f"{n:09d}"
+        c = Candidate(source=where, key=key)
+        if img_col is None or row.get(img_col) is None:
+            c.error = ("missing_image", f"{where}: no image column (tried {cfg.image_column or 'image, image_path, path, file, url'}); "
+                                        "name it with --image-column")
+        else:
+            c.image, c.uri, c.error = _cell_image(store, row[img_col], where)
+            c.image_name = c.uri if isinstance(c.uri, str) else None
+        c.caption = row.get(cap_col) if cap_col else None
+        if c.caption is not None and not isinstance(c.caption, (str, bytes)):
+            c.caption = str(c.caption)
+        if isinstance(row.get("license"), str):
+            c.license = row["license"]
+        extra = {k: v for k, v in row.items() if k not in {img_col, cap_col} and _jsonable(v)}
+        if extra:
+            c.meta["source_meta"] = extra
+        yield c
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _read_tar(store: Store, name: str) -> Iterator[Candidate]:
+    where = store.url(name)
+
+    def candidate(key: str, members: dict[str, bytes]) -> Candidate:
+        c = Candidate(source=f"{where}#{key}", key=_safe_key(key))
+        doc = None
+        if "json" in members:
+            try:
+                doc = json.loads(members["json"])
+                if not isinstance(doc, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                c.error = ("invalid_json", f"{key}.json: {exc}")
+                return c
+        if doc is not None and "kind" in doc and isinstance(doc.get("media"), list):
+            c.record, c.blobs = doc, {k: v for k, v in members.items() if k != "json"}
+            return c
+        images = [e for e in members if e.rsplit(".", 1)[-1] in IMAGE_EXTS]
+        if len(images) > 1:
+            c.error = ("ambiguous_media", f"several images for key {key!r}: {images}")
+        elif images:
+            c.image_name, c.image = f"{key}.{images[0]}", members[images[0]]
+            c.uri = f"{where}#{key}.{images[0]}"
+        else:
+            c.error = ("missing_image", f"no image member for key {key!r} (members: {sorted(members)})")
+        for ext in _TEXT_EXTS:
+            if ext in members:
+                c.caption = members[ext]
+                break
+        if doc is not None:
+            _apply_sidecar(c, doc)
+        return c
+
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    try:
+        with store.open(name) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+            for ti in tar:
+                if not ti.isfile():
+                    continue
+                base = ti.name.rsplit("/", 1)[-1]
+                if base.startswith("."):
+                    continue
+                prefix = ti.name[: len(ti.name) - len(base)]
+                stem, dot, suffix = base.partition(".")
+                k = prefix + stem
+                fobj = tar.extractfile(ti)
+                data = fobj.read() if fobj else b""
+                if k != key:
+                    if key is not None:
+                        yield candidate(key, members)
+                    key, members = k, {}
+                members[suffix.lower() if dot else ""] = data
+    except (tarfile.TarError, EOFError, OSError, StoreError) as exc:
+        if key is not None:
+            # the group being read when the tar broke may be incomplete: reject it with the tail
+            yield Candidate(source=f"{where}#{key}", key=_safe_key(key),
+                            error=("unreadable_tar", f"tar broken while reading {key!r} and after: {exc}"))
+        else:
+            yield Candidate(source=where, key=None, error=("unreadable_tar", f"{exc}"))
+        return
+    if key is not None:
+        yield candidate(key, members)
+
+
+def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], int | None]:
+    """All inputs of ``src`` in a deterministic order, and their number when known upfront."""
+    store, name = _split_source(src)
+    if name is not None:
+        if name.endswith((".jsonl", ".json", ".parquet")):
+            return _read_table(store, name, cfg), None
+        if name.endswith(".tar"):
+            return _read_tar(store, name), None
+        raise ValueError(f"{src!r}: a file source is a .jsonl, .parquet or .tar")
+    files = list(store.list(""))
+    tars = [f for f in files if f.endswith(".tar")]
+    if tars and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
+        def chain() -> Iterator[Candidate]:
+            for t in tars:
+                yield from _read_tar(store, t)
+        return chain(), None
+    stems = {f.rpartition(".")[0] or f for f in files if not _IGNORED.search(f)}
+    return _read_folder(store, files), len(stems)
+
+
+# ---------------------------------------------------------------------------------------------
+# checking and building samples (runs in worker processes)
+
+
+def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
+    """A valid Sample, or (reason, detail). Never raises for bad data."""
+    if c.error:
+        return c.error
+    if c.record is not None:
+        try:
+            return Sample.from_json(c.record, blobs=c.blobs or {}, key_hint=c.key)
+        except SampleError as exc:
+            return ("invalid_record", str(exc))
+    assert c.key is not None and c.image is not None
+    try:
+        info = probe_image(c.image, max_pixels=cfg.max_pixels)
+    except MediaError as exc:
+        return (exc.reason, exc.detail)
+    if c.caption is None:
+        return ("missing_caption", "no caption (.txt, or 'caption' in the .json / table)")
+    caption = c.caption
+    if isinstance(caption, bytes):
+        try:
+            caption = caption.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ("non_utf8_text", f"caption is not UTF-8: {exc}")
+    caption = caption.strip()
+    if not caption:
+        return ("missing_caption", "caption is empty")
+    meta: dict[str, Any] = {"sha256": hashlib.sha256(c.image).hexdigest(), "bytes": len(c.image),
+                            **c.meta}
+    if c.image_name:
+        given = c.image_name.rsplit(".", 1)[-1].lower()
+        if given in IMAGE_EXTS and IMAGE_EXTS[given] != info.format:
+            meta["ext_mismatch"] = f".{given} file holds {info.format}"
+    name = f"0.{info.ext}"
+    try:
+        return Sample(key=c.key, kind=cfg.kind,  # type: ignore[arg-type]
+                      source=Source(uri=c.uri or c.source, license=c.license or cfg.license),
+                      media=(Media(name, info.mime, info.width, info.height),),
+                      content=(MediaPart(0), TextPart(caption)), meta=meta, blobs={name: c.image})
+    except SampleError as exc:
+        return ("invalid_record", str(exc))
+
+
+def _ordered_map(fn: Callable[[Candidate], Any], items: Iterable[Candidate], workers: int) -> Iterator[Any]:
+    """``map(fn, items)`` in order, on a process pool with a bounded window of work in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    window = workers * 16
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: list[Future[Any]] = []
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for f in pending:
+            yield f.result()
+
+
+class _Builder:
+    def __init__(self, cfg: IngestConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, c: Candidate) -> tuple[Candidate, Sample | tuple[str, str]]:
+        out = build_sample(c, self.cfg)
+        # bytes travel back inside the Sample; don't ship the candidate's copy twice
+        return Candidate(source=c.source, key=c.key), out
+
+
+def ingest(src: str | list[str], lake: Lake, cfg: IngestConfig, *, progress: bool | None = None,
+           created: dict[str, Any] | None = None) -> IngestResult:
+    """Read every input of ``src``, write the good ones as a new version of ``cfg.dataset`` and
+    the rest to its rejects table; return the accounting."""
+    from tqdm import tqdm
+
+    srcs = [src] if isinstance(src, str) else list(src)
+    streams = [read_candidates(s, cfg) for s in srcs]
+    total = sum(n for _, n in streams) if all(n is not None for _, n in streams) else None
+
+    def all_candidates() -> Iterator[Candidate]:
+        for it, _ in streams:
+            yield from it
+
+    rejects: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    seen: set[str] = set()
+    inputs = ingested = 0
+    bar = tqdm(total=total, unit="input", desc=f"ingest {cfg.dataset}", disable=None if progress is None else not progress,
+               dynamic_ncols=True)
+    info = {"by": "mmlake ingest", "sources": srcs, "kind": cfg.kind, **(created or {})}
+    with lake.writer(cfg.dataset, shard_samples=cfg.shard_samples, created=info) as writer:
+        for cand, out in _ordered_map(_Builder(cfg), all_candidates(), cfg.workers):
+            inputs += 1
+            bar.update(1)
+            if isinstance(out, Sample) and out.key in seen:
+                out = ("duplicate_key", f"key {out.key!r} was already ingested from an earlier input")
+            if isinstance(out, Sample):
+                writer.add(out)
+                seen.add(out.key)
+                ingested += 1
+            else:
+                reason, detail = out
+                reasons[reason] += 1
+                rejects.append({"source": cand.source, "key": cand.key, "reason": reason, "detail": detail})
+            if inputs % 256 == 0:
+                bar.set_postfix(ingested=ingested, rejected=inputs - ingested)
+        bar.set_postfix(ingested=ingested, rejected=inputs - ingested)
+        bar.close()
+        if inputs == 0:
+            raise ValueError(f"no inputs found in {', '.join(srcs)}: expected images with .txt/.json "
+                             "captions, a .jsonl/.parquet table, or WebDataset .tar files")
+        if rejects:
+            writer.set_rejects(_rejects_parquet(rejects), dict(reasons))
+        version = writer.commit()
+    return IngestResult(output=version.ref, manifest=version.uri, inputs=inputs, ingested=ingested,
+                        rejected=dict(reasons), sources=srcs)
+
+
+def _rejects_parquet(rows: list[dict[str, Any]]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: pa.array([r[name] for r in rows], pa.string())
+                      for name in ("source", "key", "reason", "detail")})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()

@@ -1,0 +1,107 @@
+"""Summary statistics of a dataset version, computed while its samples are written.
+
+Counts are additive, so statistics of shards written by parallel tasks merge exactly
+(``VersionStats.merge``): a Spark or Ray job gets the same numbers as a local one. The
+histograms use fixed edges, so versions can be compared bin by bin in the registry.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from datalake.sample import Sample
+
+__all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES"]
+
+SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+ASPECT_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.333, 2.0, 4.0)
+TEXT_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536)
+BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26)
+
+
+@dataclass
+class Histogram:
+    """Counts of values in ``[edges[i], edges[i+1])``; the last bin is open-ended."""
+
+    edges: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.counts:
+            self.counts = [0] * len(self.edges)
+
+    def add(self, value: float) -> None:
+        self.counts[max(0, bisect.bisect_right(self.edges, value) - 1)] += 1
+
+    def merge(self, other: Histogram) -> None:
+        if tuple(other.edges) != tuple(self.edges):
+            raise ValueError("cannot merge histograms with different edges")
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"edges": list(self.edges), "counts": list(self.counts)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Histogram:
+        return cls(tuple(d["edges"]), list(d["counts"]))
+
+
+@dataclass
+class VersionStats:
+    samples: int = 0
+    media: int = 0
+    media_bytes: int = 0
+    text_chars: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    mimes: Counter[str] = field(default_factory=Counter)
+    width: Histogram = field(default_factory=lambda: Histogram(SIDE_EDGES))
+    height: Histogram = field(default_factory=lambda: Histogram(SIDE_EDGES))
+    aspect: Histogram = field(default_factory=lambda: Histogram(ASPECT_EDGES))
+    text_length: Histogram = field(default_factory=lambda: Histogram(TEXT_EDGES))
+    media_size: Histogram = field(default_factory=lambda: Histogram(BYTES_EDGES))
+
+    _HISTS = ("width", "height", "aspect", "text_length", "media_size")
+
+    def add(self, s: Sample) -> None:
+        self.samples += 1
+        self.kinds[s.kind] += 1
+        text = len(s.text())
+        self.text_chars += text
+        self.text_length.add(text)
+        for m in s.media:
+            self.media += 1
+            self.mimes[m.mime] += 1
+            self.width.add(m.width)
+            self.height.add(m.height)
+            self.aspect.add(m.width / m.height)
+            size = len(s.blobs.get(m.name, b""))
+            self.media_bytes += size
+            self.media_size.add(size)
+
+    def merge(self, other: VersionStats) -> VersionStats:
+        self.samples += other.samples
+        self.media += other.media
+        self.media_bytes += other.media_bytes
+        self.text_chars += other.text_chars
+        self.kinds.update(other.kinds)
+        self.mimes.update(other.mimes)
+        for h in self._HISTS:
+            getattr(self, h).merge(getattr(other, h))
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples, "media": self.media, "media_bytes": self.media_bytes,
+            "text_chars": self.text_chars,
+            "kinds": dict(sorted(self.kinds.items())), "mimes": dict(sorted(self.mimes.items())),
+            **{h: getattr(self, h).to_json() for h in self._HISTS},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> VersionStats:
+        return cls(samples=d["samples"], media=d["media"], media_bytes=d["media_bytes"],
+                   text_chars=d["text_chars"], kinds=Counter(d["kinds"]), mimes=Counter(d["mimes"]),
+                   **{h: Histogram.from_json(d[h]) for h in cls._HISTS})

@@ -1,0 +1,1 @@
+"""The training loader (issue 5): deterministic mixing, augmentation, tokenization, packing, resume."""

@@ -1,0 +1,291 @@
+"""The ``mmlake`` command: one sub-command group per package, ``--help`` everywhere.
+
+User mistakes (a bad reference, a missing folder, a malformed setting) end with a one-line
+``Error:`` that says what to do and exit status 2; ``--json`` prints exactly one JSON object
+on stdout (progress bars go to stderr and only on a terminal).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from mmlake import __version__
+from mmlake.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+def _user_errors(fn: F) -> F:
+    """Turn the library's ValueError / storage errors into a clean one-line message."""
+    from datalake.store import StoreError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, StoreError, FileNotFoundError) as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]  # type: ignore[no-any-return]
+
+
+def _emit(as_json: bool, obj: Any, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, ensure_ascii=False))
+    else:
+        human()
+
+
+lake_option = click.option("--lake", "lake", default=None, metavar="URI",
+                           help="Lake root: a path, file:///path or s3://bucket/prefix [env MMLAKE_LAKE].")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object for machines.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mmlake")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """mmlake: multimodal data engineering for vision-language models.
+
+    \b
+    Embedded defaults (nothing else to run): a lake on local disk and a SQLite
+    registry under ./.mmlake/. Point at real services with MMLAKE_LAKE=s3://...,
+    MMLAKE_S3_ENDPOINT=..., MMLAKE_REGISTRY=postgresql+psycopg://... ('mmlake config').
+    """
+    try:
+        ctx.obj = {"settings": load_settings()}
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+@main.command("config")
+@json_option
+@click.pass_context
+def config_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Show the settings in effect and where they came from."""
+    s = _settings(ctx)
+    _emit(as_json, s.to_json(), lambda: [click.echo(f"{k:15} {v}") for k, v in s.to_json().items()])
+
+
+# ---------------------------------------------------------------------------------------------
+# ingest
+
+
+@main.command("ingest")
+@click.argument("src", nargs=-1, required=True)
+@click.option("--dataset", required=True, help="Name of the dataset to add a version to.")
+@click.option("--kind", default="caption", show_default=True,
+              type=click.Choice(["caption", "ocr", "knowledge", "interleaved"]), help="Sample kind.")
+@lake_option
+@click.option("--workers", default=2, show_default=True, help="Processes that decode-check images.")
+@click.option("--max-pixels", default=100_000_000, show_default=True, help="Reject larger images (bombs).")
+@click.option("--shard-samples", default=1000, show_default=True, help="Samples per shard.")
+@click.option("--image-column", default=None, help="Table sources: column holding the image path/URI/bytes.")
+@click.option("--caption-column", default=None, help="Table sources: column holding the caption.")
+@click.option("--key-column", default=None, help="Table sources: column holding a unique key.")
+@click.option("--license", "license_", default=None, help="Licence recorded for samples that name none.")
+@json_option
+@click.pass_context
+@_user_errors
+def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, lake: str | None, workers: int,
+               max_pixels: int, shard_samples: int, image_column: str | None, caption_column: str | None,
+               key_column: str | None, license_: str | None, as_json: bool) -> None:
+    """Ingest SRC (folders in img2dataset layout, JSONL/Parquet tables, WebDataset tars) as a new
+    version of --dataset. Every input is either ingested or rejected with a reason (rejects table
+    beside the manifest)."""
+    from datalake.ingest import IngestConfig, ingest
+
+    settings = _settings(ctx).with_lake(lake)
+    cfg = IngestConfig(dataset=dataset, kind=kind, max_pixels=max_pixels, shard_samples=shard_samples,
+                       workers=workers, image_column=image_column, caption_column=caption_column,
+                       key_column=key_column, license=license_)
+    result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
+    _emit(as_json, result.to_json(), lambda: (click.echo(result.summary()),
+                                              click.echo(f"manifest: {result.manifest}")))
+
+
+# ---------------------------------------------------------------------------------------------
+# datalake
+
+
+@main.group("datalake")
+def datalake_group() -> None:
+    """Inspect datasets and versions in the lake: list, show, read, verify, clean up."""
+
+
+@datalake_group.command("ls")
+@click.argument("dataset", required=False)
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def ls_cmd(ctx: click.Context, dataset: str | None, lake: str | None, as_json: bool) -> None:
+    """List datasets, or the versions of DATASET (oldest first)."""
+    lk = _settings(ctx).with_lake(lake).open_lake()
+    if dataset is None:
+        names = lk.datasets()
+        _emit(as_json, {"lake": lk.uri, "datasets": names},
+              lambda: click.echo("\n".join(names) if names else f"no datasets in {lk.uri}"))
+        return
+    rows = [{"ref": m.ref, "samples": m.samples, "bytes": m.bytes, "shards": len(m.shards),
+             "created": m.created.get("at")} for m in lk.versions(dataset)]
+
+    def human() -> None:
+        for r in rows:
+            click.echo(f"{r['ref']:40} {r['samples']:>9} samples {r['bytes'] / 1e6:>10.1f} MB  {r['created']}")
+
+    _emit(as_json, {"dataset": dataset, "versions": rows}, human)
+
+
+@datalake_group.command("show")
+@click.argument("ref")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def show_cmd(ctx: click.Context, ref: str, lake: str | None, as_json: bool) -> None:
+    """Show a version's manifest: REF is NAME, NAME@latest, NAME@VERSION or a manifest URI."""
+    v = _settings(ctx).with_lake(lake).open_lake().open_version(ref)
+    m = v.manifest
+
+    def human() -> None:
+        st = m.stats
+        click.echo(f"{m.ref}  ({m.digest})\n  manifest  {v.uri}\n  samples   {m.samples} in {len(m.shards)} "
+                   f"shard(s), {m.bytes / 1e6:.1f} MB\n  kinds     {st['kinds']}\n  media     {st['media']} "
+                   f"({st['mimes']})\n  created   {m.created.get('at')} by {m.created.get('by', '?')}")
+        if m.rejects:
+            click.echo(f"  rejects   {m.rejects['count']} {m.rejects['reasons']}")
+
+    _emit(as_json, {"uri": v.uri, **m.to_json()}, human)
+
+
+@datalake_group.command("head")
+@click.argument("ref")
+@click.option("-n", "count", default=3, show_default=True, help="How many samples.")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def head_cmd(ctx: click.Context, ref: str, count: int, lake: str | None, as_json: bool) -> None:
+    """Print the first samples' records (JSON lines with --json)."""
+    v = _settings(ctx).with_lake(lake).open_lake().open_version(ref)
+    for i, s in enumerate(v):
+        if i >= count:
+            break
+        click.echo(json.dumps(s.to_json(), ensure_ascii=False) if as_json
+                   else f"{s.key}  [{s.kind}] {', '.join(m.name + f' {m.width}x{m.height}' for m in s.media)}  "
+                        f"{s.text()[:100]!r}")
+
+
+@datalake_group.command("verify")
+@click.argument("ref")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def verify_cmd(ctx: click.Context, ref: str, lake: str | None, as_json: bool) -> None:
+    """Re-hash every shard and index of a version against its manifest (exit 1 on a mismatch)."""
+    v = _settings(ctx).with_lake(lake).open_lake().open_version(ref)
+    problems = v.verify()
+    _emit(as_json, {"ref": v.ref, "ok": not problems, "problems": problems},
+          lambda: click.echo("\n".join(problems) if problems else f"{v.ref}: {len(v.manifest.shards)} shard(s) OK"))
+    if problems:
+        sys.exit(1)
+
+
+@datalake_group.command("rejects")
+@click.argument("ref")
+@click.option("-n", "count", default=20, show_default=True, help="How many rows (0 = all).")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def rejects_cmd(ctx: click.Context, ref: str, count: int, lake: str | None, as_json: bool) -> None:
+    """Show the inputs a version's run rejected, with their reasons."""
+    v = _settings(ctx).with_lake(lake).open_lake().open_version(ref)
+    rows = v.read_rejects().to_pylist()
+    rows = rows if count == 0 else rows[:count]
+    _emit(as_json, {"ref": v.ref, "rejects": rows},
+          lambda: [click.echo(f"{r['reason']:18} {r['source']}  {r['detail']}") for r in rows])
+
+
+@datalake_group.command("gc")
+@click.argument("dataset")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@lake_option
+@click.pass_context
+@_user_errors
+def gc_cmd(ctx: click.Context, dataset: str, dry_run: bool, lake: str | None) -> None:
+    """Delete staged shards of DATASET that no committed version references (crashed writes).
+    Run it while no job is writing DATASET."""
+    dead = _settings(ctx).with_lake(lake).open_lake().gc(dataset, dry_run=dry_run)
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {len(dead)} object(s)")
+
+
+@datalake_group.command("schema")
+@click.option("--write", is_flag=True, help="Regenerate the committed schema file.")
+def schema_cmd(write: bool) -> None:
+    """Print the JSON Schema of the Sample record (generated from the dataclasses)."""
+    from datalake.schema import generate_schema, schema_path
+
+    text = json.dumps(generate_schema(), indent=2) + "\n"
+    if write:
+        schema_path().write_text(text)
+        click.echo(f"wrote {schema_path()}")
+    else:
+        click.echo(text, nl=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+
+
+@main.command("demo")
+@click.option("--samples", default=200, show_default=True, help="Images in the generated corpus.")
+@click.option("--workdir", default=None, help="Where to generate the raw corpus [default: $MMLAKE_HOME/demo].")
+@click.pass_context
+@_user_errors
+def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
+    """Run the main job end to end on the embedded defaults: generate a raw caption corpus (with
+    some broken files), ingest it, show the version, verify it and read samples back."""
+    from datalake.ingest import IngestConfig, ingest
+    from synth.shapes import write_caption_folder
+
+    settings = _settings(ctx)
+    raw = Path(workdir or Path(settings.home) / "demo" / "raw")
+    if raw.exists():
+        shutil.rmtree(raw)
+    expected = write_caption_folder(raw, samples, seed=0, broken=True)
+    click.echo(f"[1/3] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}")
+    lake = settings.open_lake()
+    result = ingest(str(raw), lake, IngestConfig(dataset="demo-captions", workers=2))
+    click.echo(f"[2/3] {result.summary()}\n      manifest {result.manifest}")
+    v = lake.open_version(result.output)
+    problems = v.verify()
+    first, last = v.get(0), v.get(len(v) - 1)
+    click.echo(f"[3/3] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+               f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
+               f"sample {len(v) - 1} = {last.key}")
+    click.echo(f"next: mmlake datalake show {result.output} | mmlake datalake rejects {result.output}")
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

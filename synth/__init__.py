@@ -1,0 +1,1 @@
+"""Synthetic data with exact ground truth (shapes with boxes; OCR, charts, GUI and more to come)."""
