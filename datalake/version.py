@@ -205,6 +205,13 @@ class VersionWriter:
         manifest = Manifest(self.dataset, version, digest, SCHEMA_VERSION, tuple(self.shards), stats,
                             self.rejects, created)
         path = f"versions/{version}.json"
+        if self.store.exists(path):
+            # the same content is already a version: versions are immutable, so keep it as it is
+            # (its creation info included) and drop what we staged
+            existing = DatasetVersion.open(self.store.url(path), self.store)
+            self.abort()
+            self.store.put("refs/latest", version.encode())
+            return existing
         self.store.put(path, manifest.to_bytes())
         self.store.put("refs/latest", version.encode())
         self._done = True

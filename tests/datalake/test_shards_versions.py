@@ -73,6 +73,17 @@ def test_shards_are_byte_reproducible_and_digest_is_stable(tmp_path: Path) -> No
     assert c.manifest.version != a.manifest.version
 
 
+def test_committing_identical_content_again_keeps_the_existing_version(lake: Lake) -> None:
+    samples = make_samples(6)
+    first = write_version(lake, "shapes", samples, shard_samples=4)
+    manifest_bytes = lake.store.read(f"datasets/shapes/versions/{first.manifest.version}.json")
+    again = write_version(lake, "shapes", samples, shard_samples=4)
+    assert again.manifest == first.manifest  # same id, same creation info: untouched
+    assert lake.store.read(f"datasets/shapes/versions/{first.manifest.version}.json") == manifest_bytes
+    assert lake.gc("shapes", dry_run=True) == []  # the second write's staging was dropped
+    assert list(again) == samples
+
+
 def test_sample_i_is_one_ranged_read(lake: Lake) -> None:
     v = write_version(lake, "shapes", make_samples(30), shard_samples=30)
     reader = v.shard(0)
