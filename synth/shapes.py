@@ -16,11 +16,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["ShapeImage", "render_shapes", "write_caption_folder", "COLOURS", "SHAPES"]
+__all__ = ["ShapeImage", "render_shapes", "shape_samples", "write_caption_folder", "COLOURS", "SHAPES"]
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
            "purple": (140, 60, 170), "orange": (245, 140, 30), "white": (245, 245, 245), "black": (15, 15, 15)}
@@ -82,6 +83,23 @@ def render_shapes(seed: int, index: int, size: tuple[int, int] = (320, 240), qua
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=quality)
     return ShapeImage(buf.getvalue(), w, h, caption, tuple(boxes), tuple(labels))
+
+
+def shape_samples(n: int, seed: int = 0, size: tuple[int, int] = (96, 64), start: int = 0) -> list[Any]:
+    """``n`` caption samples (``datalake.Sample``) with their boxes as annotations."""
+    from datalake.sample import Annotation, Media, MediaPart, Sample, Source, TextPart
+
+    out = []
+    for i in range(start, start + n):
+        im = render_shapes(seed, i, size)
+        out.append(Sample(
+            key=f"s{i:05d}", kind="caption", source=Source(f"synth://shapes/{seed}/{i}", "CC0-1.0"),
+            media=(Media("0.jpg", "image/jpeg", im.width, im.height),),
+            content=(MediaPart(0), TextPart(im.caption)),
+            annotations=tuple(Annotation(0, "box", xyxy=b, label=lab, role="object")
+                              for b, lab in zip(im.boxes, im.labels, strict=True)),
+            meta={"i": i, "synthetic": True}, blobs={"0.jpg": im.jpeg}))
+    return out
 
 
 def write_caption_folder(root: str | Path, n: int, seed: int = 0, size: tuple[int, int] = (320, 240),

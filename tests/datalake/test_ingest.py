@@ -17,7 +17,7 @@ import pytest
 
 from datalake import Lake, LocalStore, S3Options, S3Store
 from datalake.ingest import IngestConfig, ingest
-from synth.shapes import render_shapes
+from synth.shapes import render_shapes, shape_samples
 
 from conftest import FaultProxy
 
@@ -133,15 +133,13 @@ def _tar(path: Path, members: list[tuple[str, bytes]]) -> None:
 
 
 def test_webdataset_tars_including_our_own_records(tmp_path: Path) -> None:
-    from test_shards_versions import make_samples
-
     src = tmp_path / "tars"
     src.mkdir()
     ims = [render_shapes(5, i) for i in range(4)]
     _tar(src / "a-000.tar", [m for i, im in enumerate(ims) for m in
                              ((f"dir/x{i}.jpg", im.jpeg), (f"dir/x{i}.txt", im.plain_caption().encode()))]
          + [("dir/lonely.txt", b"no image")])
-    ours = make_samples(3, seed=9)
+    ours = shape_samples(3, seed=9)
     bad = json.loads(ours[2].to_json_bytes())
     bad["annotations"][0]["xyxy"] = [0, 0, 5000, 10]
     _tar(src / "a-001.tar", [(f"{s.key}.json", s.to_json_bytes()) for s in ours[:2]]

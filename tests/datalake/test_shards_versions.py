@@ -13,22 +13,12 @@ from pathlib import Path
 import pytest
 
 from datalake import Lake, LocalStore, Sample, VersionError, write_version
-from datalake.sample import Annotation, Media, MediaPart, Source, TextPart
 from datalake.shards import ShardError
-from synth.shapes import render_shapes
+from synth.shapes import shape_samples
 
 
 def make_samples(n: int, seed: int = 0, size: tuple[int, int] = (96, 64)) -> list[Sample]:
-    out = []
-    for i in range(n):
-        im = render_shapes(seed, i, size)
-        out.append(Sample(
-            key=f"s{i:05d}", kind="caption", source=Source(f"synth://shapes/{seed}/{i}", "CC0-1.0"),
-            media=(Media("0.jpg", "image/jpeg", im.width, im.height),),
-            content=(MediaPart(0), TextPart(im.caption)),
-            annotations=tuple(Annotation(0, "box", xyxy=b, label=lab) for b, lab in zip(im.boxes, im.labels, strict=True)),
-            meta={"i": i}, blobs={"0.jpg": im.jpeg}))
-    return out
+    return shape_samples(n, seed, size)
 
 
 @pytest.fixture
@@ -152,8 +142,7 @@ def test_killed_process_between_shards_and_manifest_leaves_no_version(tmp_path: 
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path[:0] = {sys.path!r}
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_shards_versions import make_samples
+        from synth.shapes import shape_samples as make_samples
         from datalake import Lake, LocalStore
         from datalake.version import Manifest
         lake = Lake(LocalStore({str(lake_dir)!r}))

@@ -1,0 +1,602 @@
+"""The registry service: datasets, versions, runs, lineage, lifecycle -- no web imports.
+
+Everything a team needs to know about its data goes through here: which versions exist
+(registered from committed manifests, idempotently: the same digest twice is one version),
+which run made them from which inputs, and what state they are in. The REST API, the web
+pages, the CLI and the Python client are thin layers over this class; the in-process
+``Registry`` and the HTTP client expose the same methods.
+
+Versions are numbered 1, 2, 3 ... per dataset under a row lock on the dataset (so 20
+concurrent registrations on PostgreSQL get 20 distinct numbers) and also keep their content
+id (``captions@3`` and ``captions@acf464d06de0`` name the same version).
+
+Lifecycle (per version)::
+
+    draft -> active <-> deprecated <-> archived -> deleted      (draft -> deleted too)
+
+``resolve(ref, for_read=True)`` warns on deprecated versions (``DeprecatedVersionWarning``)
+and refuses archived and deleted ones; ``@latest`` is the newest active or deprecated
+version. A deleted version's objects are removed by ``purge`` once its retention has passed;
+its row stays, so lineage still shows where data went.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from datalake import DatasetVersion
+from datalake.store import open_store
+from datalake.version import VersionError
+from registry.db import make_engine, migrate
+from registry.models import LIFECYCLE, Dataset, Replica, Run, RunInput, RunOutput, utcnow
+from registry.models import DatasetVersion as VersionRow
+from registry.types import (
+    Conflict,
+    DatasetInfo,
+    DeprecatedVersionWarning,
+    LifecycleError,
+    LineageGraph,
+    NotFound,
+    RegistryError,
+    ReplicaInfo,
+    RunInfo,
+    VersionInfo,
+    parse_registry_ref,
+)
+
+__all__ = ["Registry", "ALLOWED_TRANSITIONS", "RUN_STATUSES"]
+
+T = TypeVar("T")
+
+ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("active", "deleted"),
+    "active": ("deprecated",),
+    "deprecated": ("active", "archived"),
+    "archived": ("deprecated", "deleted"),
+    "deleted": (),
+}
+DATASET_STATES = ("active", "deprecated", "archived")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed")
+RUN_KINDS = ("ingest", "pipeline", "sync", "job")
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Registry:
+    """The registry on a database URL (``sqlite:///...`` or ``postgresql://...``)."""
+
+    def __init__(self, url: str, *, migrate_db: bool = True, retention_s: float = 7 * 86400,
+                 lineage_target: str | None = None, namespace: str = "mmlake") -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if migrate_db:
+            migrate(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(mmlake_read=True), expire_on_commit=False)
+        self.retention_s = retention_s
+        self.namespace = namespace
+        from registry.openlineage import make_emitter
+
+        self.emitter = make_emitter(lineage_target)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def session(self, read: bool = False) -> Iterator[Session]:
+        """A transaction; ``read=True`` for read-only work (on SQLite it takes no write lock)."""
+        with (self._read_sessions if read else self._sessions)() as s, s.begin():
+            yield s
+
+    def _retry(self, fn: Callable[[Session], T], attempts: int = 8) -> T:
+        """Run ``fn`` in a transaction, retrying on unique-constraint races and lock errors."""
+        for i in range(attempts):
+            try:
+                with self.session() as s:
+                    return fn(s)
+            except (IntegrityError, OperationalError):
+                if i == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------------------------
+    # datasets
+
+    def _dataset_info(self, s: Session, d: Dataset) -> DatasetInfo:
+        latest = self._latest_row(s, d)
+        n = s.scalar(select(func.count()).select_from(VersionRow).where(VersionRow.dataset_id == d.id)) or 0
+        return DatasetInfo(d.name, d.kind, d.owner, d.description or "", list(d.tags or []), d.state,
+                           _iso(d.created_at) or "", _iso(d.updated_at) or "", versions=n,
+                           latest=latest.number if latest else None, samples=latest.samples if latest else None)
+
+    def _dataset(self, s: Session, name: str, lock: bool = False) -> Dataset:
+        parse_registry_ref(name)
+        q = select(Dataset).where(Dataset.name == name)
+        if lock:
+            q = q.with_for_update()
+        d = s.scalar(q)
+        if d is None:
+            known = s.scalars(select(Dataset.name).order_by(Dataset.name).limit(20)).all()
+            raise NotFound(f"dataset {name!r} is not registered; known: {list(known) or 'none'}")
+        return d
+
+    def create_dataset(self, name: str, *, kind: str | None = None, owner: str | None = None,
+                       description: str = "", tags: Sequence[str] = ()) -> DatasetInfo:
+        """Create a dataset, or update the given fields of an existing one."""
+        parse_registry_ref(name)
+        _check_tags(tags)
+
+        def fn(s: Session) -> DatasetInfo:
+            d = s.scalar(select(Dataset).where(Dataset.name == name))
+            if d is None:
+                d = Dataset(name=name, kind=kind, owner=owner, description=description, tags=list(tags))
+                s.add(d)
+                s.flush()
+            else:
+                d.kind = kind or d.kind
+                d.owner = owner or d.owner
+                d.description = description or d.description
+                d.tags = list(tags) or d.tags
+                d.updated_at = utcnow()
+            return self._dataset_info(s, d)
+
+        return self._retry(fn)
+
+    def update_dataset(self, name: str, *, description: str | None = None, owner: str | None = None,
+                       tags: Sequence[str] | None = None, state: str | None = None) -> DatasetInfo:
+        if tags is not None:
+            _check_tags(tags)
+        if state is not None and state not in DATASET_STATES:
+            raise RegistryError(f"dataset state {state!r} is not one of {list(DATASET_STATES)}")
+        with self.session() as s:
+            d = self._dataset(s, name)
+            if description is not None:
+                d.description = description
+            if owner is not None:
+                d.owner = owner
+            if tags is not None:
+                d.tags = list(tags)
+            if state is not None:
+                d.state = state
+            d.updated_at = utcnow()
+            return self._dataset_info(s, d)
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        with self.session(read=True) as s:
+            return self._dataset_info(s, self._dataset(s, name))
+
+    def list_datasets(self, q: str | None = None, kind: str | None = None, state: str | None = None,
+                      tag: str | None = None, limit: int = 500) -> list[DatasetInfo]:
+        with self.session(read=True) as s:
+            stmt = select(Dataset).order_by(Dataset.name).limit(limit)
+            if q:
+                like = f"%{q.lower()}%"
+                stmt = stmt.where(or_(func.lower(Dataset.name).like(like), func.lower(Dataset.description).like(like)))
+            if kind:
+                stmt = stmt.where(Dataset.kind == kind)
+            if state:
+                stmt = stmt.where(Dataset.state == state)
+            rows = s.scalars(stmt).all()
+            if tag:
+                rows = [d for d in rows if tag in (d.tags or [])]
+            return [self._dataset_info(s, d) for d in rows]
+
+    # ------------------------------------------------------------------------------------
+    # versions
+
+    def _version_info(self, d: Dataset, v: VersionRow) -> VersionInfo:
+        return VersionInfo(d.name, v.number, v.version, v.digest, v.manifest_uri, v.samples, v.bytes,
+                           v.schema_version, v.state, _iso(v.created_at) or "", _iso(v.state_changed_at) or "",
+                           v.created_by_run, dict(v.stats or {}), v.rejects, v.purged_at is not None)
+
+    def _latest_row(self, s: Session, d: Dataset) -> VersionRow | None:
+        return s.scalar(select(VersionRow).where(VersionRow.dataset_id == d.id,
+                                                 VersionRow.state.in_(("active", "deprecated")))
+                        .order_by(VersionRow.number.desc()).limit(1))
+
+    def _find(self, s: Session, ref: str) -> tuple[Dataset, VersionRow]:
+        name, sel = parse_registry_ref(ref)
+        d = self._dataset(s, name)
+        if sel == "latest":
+            v = self._latest_row(s, d)
+            if v is None:
+                raise NotFound(f"{name} has no active version (register one, or name a version: {name}@<number>)")
+            return d, v
+        if sel.isdigit() and len(sel) < 12:
+            v = s.scalar(select(VersionRow).where(VersionRow.dataset_id == d.id, VersionRow.number == int(sel)))
+        else:
+            vs = s.scalars(select(VersionRow).where(VersionRow.dataset_id == d.id,
+                                                    VersionRow.version.startswith(sel))).all()
+            if len(vs) > 1:
+                raise Conflict(f"{ref} is ambiguous: {[f'{name}@{x.number}' for x in vs]}")
+            v = vs[0] if vs else None
+        if v is None:
+            nums = s.scalars(select(VersionRow.number).where(VersionRow.dataset_id == d.id)
+                             .order_by(VersionRow.number)).all()
+            raise NotFound(f"{ref}: no such version; {name} has versions {list(nums) or 'none'}")
+        return d, v
+
+    def get_version(self, ref: str) -> VersionInfo:
+        with self.session(read=True) as s:
+            return self._version_info(*self._find(s, ref))
+
+    def resolve(self, ref: str, *, for_read: bool = True) -> VersionInfo:
+        """The version ``ref`` names. With ``for_read`` (what loaders do), a deprecated version
+        warns and an archived or deleted one raises ``LifecycleError``."""
+        info = self.get_version(ref)
+        if for_read:
+            ds = self.get_dataset(info.dataset)
+            if info.state in ("deleted", "archived") or ds.state == "archived":
+                what = info.state if info.state in ("deleted", "archived") else "in an archived dataset"
+                raise LifecycleError(f"{info.ref} is {what} (since {info.state_changed_at}): it cannot be read; "
+                                     f"use {info.dataset}@latest" + ("" if info.state == "deleted" else
+                                                                     " or restore it (transition to deprecated)"))
+            if info.state == "deprecated" or ds.state == "deprecated":
+                warnings.warn(f"{info.ref} is deprecated: prefer {info.dataset}@latest", DeprecatedVersionWarning,
+                              stacklevel=2)
+        return info
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        with self.session(read=True) as s:
+            d = self._dataset(s, name)
+            return [self._version_info(d, v) for v in d.versions]
+
+    def open_version(self, ref: str, *, for_read: bool = True) -> DatasetVersion:
+        """Resolve ``ref`` and open its manifest from the lake."""
+        info = self.resolve(ref, for_read=for_read)
+        return DatasetVersion.open(info.manifest_uri)
+
+    def register_version(self, version: DatasetVersion | str, *, run_id: str | None = None,
+                         state: str = "active", owner: str | None = None) -> VersionInfo:
+        """Register a committed version from its manifest (a ``DatasetVersion`` or manifest URI).
+        Registering the same digest twice returns the existing version unchanged."""
+        if state not in ("draft", "active"):
+            raise RegistryError(f"a new version starts as draft or active, not {state!r}")
+        if isinstance(version, str):
+            try:
+                version = DatasetVersion.open(version)
+            except VersionError as exc:
+                raise RegistryError(str(exc)) from None
+        m = version.manifest
+        kinds = list(m.stats.get("kinds", {}))
+
+        def fn(s: Session) -> VersionInfo:
+            d = s.scalar(select(Dataset).where(Dataset.name == m.dataset).with_for_update())
+            if d is None:
+                d = Dataset(name=m.dataset, kind=kinds[0] if len(kinds) == 1 else ("mixed" if kinds else None),
+                            owner=owner, description="", tags=[])
+                s.add(d)
+                s.flush()
+            existing = s.scalar(select(VersionRow).where(VersionRow.dataset_id == d.id, VersionRow.version == m.version))
+            if existing is not None:
+                return self._version_info(d, existing)
+            number = (s.scalar(select(func.max(VersionRow.number)).where(VersionRow.dataset_id == d.id)) or 0) + 1
+            row = VersionRow(dataset_id=d.id, number=number, version=m.version, digest=m.digest,
+                             manifest_uri=version.uri, samples=m.samples, bytes=m.bytes,
+                             schema_version=m.schema_version, stats=m.stats, rejects=m.rejects, state=state,
+                             created_by_run=run_id)
+            s.add(row)
+            d.updated_at = utcnow()
+            s.flush()
+            if run_id is not None:
+                s.merge(RunOutput(run_id=run_id, version_id=row.id))
+            return self._version_info(d, row)
+
+        return self._retry(fn)
+
+    # ------------------------------------------------------------------------------------
+    # runs
+
+    def _run_info(self, s: Session, r: Run) -> RunInfo:
+        def refs(table: type[RunInput] | type[RunOutput]) -> list[str]:
+            rows = s.execute(select(Dataset.name, VersionRow.number).join(VersionRow, VersionRow.dataset_id == Dataset.id)
+                             .join(table, table.version_id == VersionRow.id).where(table.run_id == r.id)
+                             .order_by(Dataset.name, VersionRow.number)).all()
+            return [f"{n}@{num}" for n, num in rows]
+
+        return RunInfo(r.id, r.kind, r.name, r.status, dict(r.spec or {}), dict(r.parameters or {}),
+                       dict(r.counts or {}), _iso(r.created_at) or "", _iso(r.started_at), _iso(r.ended_at),
+                       r.code_version, r.error, r.logs_uri, r.submitted_by, refs(RunInput), refs(RunOutput))
+
+    def start_run(self, kind: str, name: str, *, inputs: Sequence[str] = (), spec: dict[str, Any] | None = None,
+                  parameters: dict[str, Any] | None = None, code_version: str | None = None,
+                  status: str = "running", submitted_by: str | None = None, run_id: str | None = None,
+                  logs_uri: str | None = None) -> RunInfo:
+        """Record a run and its input versions (refs); emits an OpenLineage START event."""
+        if kind not in RUN_KINDS:
+            raise RegistryError(f"run kind {kind!r} is not one of {list(RUN_KINDS)}")
+        if status not in ("queued", "running"):
+            raise RegistryError("a run starts as queued or running")
+        if not name or len(name) > 200:
+            raise RegistryError("a run needs a name of 1-200 characters")
+        rid = run_id or str(uuid.uuid4())
+        _check_uuid(rid)
+        with self.session() as s:
+            if s.get(Run, rid) is not None:
+                raise Conflict(f"run {rid} already exists")
+            versions = [self._find(s, ref)[1] for ref in inputs]
+            r = Run(id=rid, kind=kind, name=name, status=status, spec=spec or {}, parameters=parameters or {},
+                    code_version=code_version or _code_version(), counts={}, submitted_by=submitted_by,
+                    logs_uri=logs_uri, started_at=utcnow() if status == "running" else None)
+            s.add(r)
+            s.flush()
+            for v in {v.id: v for v in versions}.values():
+                s.add(RunInput(run_id=rid, version_id=v.id))
+            s.flush()
+            info = self._run_info(s, r)
+        if status == "running":
+            self.emitter.emit("START", info, self)
+        return info
+
+    def mark_running(self, run_id: str) -> RunInfo:
+        with self.session() as s:
+            r = self._run(s, run_id)
+            r.status, r.started_at = "running", utcnow()
+            info = self._run_info(s, r)
+        self.emitter.emit("START", info, self)
+        return info
+
+    def finish_run(self, run_id: str, status: str, *, counts: dict[str, Any] | None = None,
+                   outputs: Sequence[DatasetVersion | str] = (), error: str | None = None) -> RunInfo:
+        """Close a run; register its output versions (manifest URIs or ``DatasetVersion``s) as
+        made by it; emits COMPLETE or FAIL."""
+        if status not in ("succeeded", "failed"):
+            raise RegistryError(f"a run finishes as succeeded or failed, not {status!r}")
+        with self.session() as s:
+            r = self._run(s, run_id)
+            if r.status in ("succeeded", "failed"):
+                raise Conflict(f"run {run_id} already finished ({r.status})")
+        for out in outputs:
+            self.register_version(out, run_id=run_id)
+        with self.session() as s:
+            r = self._run(s, run_id)
+            r.status, r.ended_at, r.error = status, utcnow(), error
+            r.counts = counts or {}
+            if r.started_at is None:
+                r.started_at = r.ended_at
+            info = self._run_info(s, r)
+        self.emitter.emit("COMPLETE" if status == "succeeded" else "FAIL", info, self)
+        return info
+
+    def _run(self, s: Session, run_id: str) -> Run:
+        r = s.get(Run, run_id)
+        if r is None:
+            raise NotFound(f"run {run_id!r} does not exist")
+        return r
+
+    def get_run(self, run_id: str) -> RunInfo:
+        with self.session(read=True) as s:
+            return self._run_info(s, self._run(s, run_id))
+
+    def list_runs(self, *, status: str | None = None, kind: str | None = None, dataset: str | None = None,
+                  limit: int = 100) -> list[RunInfo]:
+        with self.session(read=True) as s:
+            stmt = select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit)
+            if status:
+                stmt = stmt.where(Run.status == status)
+            if kind:
+                stmt = stmt.where(Run.kind == kind)
+            if dataset:
+                d = self._dataset(s, dataset)
+                ids = select(RunOutput.run_id).join(VersionRow, VersionRow.id == RunOutput.version_id).where(
+                    VersionRow.dataset_id == d.id).union(
+                    select(RunInput.run_id).join(VersionRow, VersionRow.id == RunInput.version_id).where(
+                        VersionRow.dataset_id == d.id))
+                stmt = stmt.where(Run.id.in_(ids))
+            return [self._run_info(s, r) for r in s.scalars(stmt).all()]
+
+    # ------------------------------------------------------------------------------------
+    # lineage
+
+    def lineage(self, ref: str, direction: str = "both", depth: int | None = None) -> LineageGraph:
+        """Versions and runs upstream (``up``), downstream (``down``) or ``both`` of ``ref``,
+        to ``depth`` version hops (None = all the way)."""
+        if direction not in ("up", "down", "both"):
+            raise RegistryError("direction is up, down or both")
+        if depth is not None and depth < 0:
+            raise RegistryError("depth must be >= 0")
+        with self.session(read=True) as s:
+            d, root = self._find(s, ref)
+            nodes: dict[str, dict[str, Any]] = {}
+            edges: set[tuple[str, str]] = set()
+            names = {d.id: d.name}
+
+            def vnode(v: VersionRow) -> str:
+                if v.dataset_id not in names:
+                    names[v.dataset_id] = s.get(Dataset, v.dataset_id).name  # type: ignore[union-attr]
+                key = f"v:{names[v.dataset_id]}@{v.number}"
+                nodes.setdefault(key, {"id": key, "type": "version", "ref": f"{names[v.dataset_id]}@{v.number}",
+                                       "dataset": names[v.dataset_id], "number": v.number, "state": v.state,
+                                       "samples": v.samples})
+                return key
+
+            def rnode(r: Run) -> str:
+                key = f"r:{r.id}"
+                nodes.setdefault(key, {"id": key, "type": "run", "run_id": r.id, "name": r.name, "kind": r.kind,
+                                       "status": r.status})
+                return key
+
+            root_key = vnode(root)
+            for dirn in (("up", "down") if direction == "both" else (direction,)):
+                frontier, seen, hops = [root], {root.id}, 0
+                while frontier and (depth is None or hops < depth):
+                    ids = [v.id for v in frontier]
+                    nxt: list[VersionRow] = []
+                    if dirn == "up":
+                        rows = s.execute(select(Run, RunOutput.version_id).join(RunOutput, RunOutput.run_id == Run.id)
+                                         .where(RunOutput.version_id.in_(ids))).all()
+                        for r, vid in rows:
+                            edges.add((rnode(r), vnode(s.get(VersionRow, vid))))  # type: ignore[arg-type]
+                            for v in s.scalars(select(VersionRow).join(RunInput, RunInput.version_id == VersionRow.id)
+                                               .where(RunInput.run_id == r.id)).all():
+                                edges.add((vnode(v), rnode(r)))
+                                if v.id not in seen:
+                                    seen.add(v.id)
+                                    nxt.append(v)
+                    else:
+                        rows = s.execute(select(Run, RunInput.version_id).join(RunInput, RunInput.run_id == Run.id)
+                                         .where(RunInput.version_id.in_(ids))).all()
+                        for r, vid in rows:
+                            edges.add((vnode(s.get(VersionRow, vid)), rnode(r)))  # type: ignore[arg-type]
+                            for v in s.scalars(select(VersionRow).join(RunOutput, RunOutput.version_id == VersionRow.id)
+                                               .where(RunOutput.run_id == r.id)).all():
+                                edges.add((rnode(r), vnode(v)))
+                                if v.id not in seen:
+                                    seen.add(v.id)
+                                    nxt.append(v)
+                    frontier, hops = nxt, hops + 1
+            return LineageGraph(root_key, sorted(nodes.values(), key=lambda n: n["id"]), sorted(edges))
+
+    # ------------------------------------------------------------------------------------
+    # lifecycle
+
+    def transition(self, ref: str, to: str, *, actor: str | None = None) -> VersionInfo:
+        """Move a version along its lifecycle; refuses a move the rules do not allow."""
+        if to not in LIFECYCLE:
+            raise RegistryError(f"state {to!r} is not one of {list(LIFECYCLE)}")
+        with self.session() as s:
+            d, v = self._find(s, ref)
+            if to == v.state:
+                return self._version_info(d, v)
+            allowed = ALLOWED_TRANSITIONS[v.state]
+            if to not in allowed:
+                raise LifecycleError(f"{d.name}@{v.number} is {v.state}; it can move to "
+                                     f"{' or '.join(allowed) if allowed else 'nothing (final)'}, not {to}")
+            v.state, v.state_changed_at = to, utcnow()
+            return self._version_info(d, v)
+
+    def purge(self, *, now: dt.datetime | None = None) -> list[str]:
+        """Remove the lake objects of versions deleted more than ``retention_s`` ago.
+        Returns the refs purged. The rows stay (lineage keeps them)."""
+        now = now or utcnow()
+        cutoff = now - dt.timedelta(seconds=self.retention_s)
+        with self.session() as s:
+            rows = s.execute(select(Dataset, VersionRow).join(VersionRow, VersionRow.dataset_id == Dataset.id)
+                             .where(VersionRow.state == "deleted", VersionRow.purged_at.is_(None))).all()
+            due = [(d.name, v.number, v.manifest_uri) for d, v in rows
+                   if (v.state_changed_at if v.state_changed_at.tzinfo else v.state_changed_at.replace(tzinfo=dt.UTC)) <= cutoff]
+        purged = []
+        for name, number, uri in due:
+            _delete_version_objects(uri)
+            with self.session() as s:
+                v = s.scalar(select(VersionRow).join(Dataset).where(Dataset.name == name, VersionRow.number == number))
+                v.purged_at = utcnow()  # type: ignore[union-attr]
+            purged.append(f"{name}@{number}")
+        return purged
+
+    # ------------------------------------------------------------------------------------
+    # replicas
+
+    def sync(self, ref: str, target: str, *, submitted_by: str | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ReplicaInfo:
+        """Copy a version to another lake (``target`` URI), verify every object's sha256 there,
+        then record the replica. Resumable: objects already present and verified are skipped.
+        A failed copy records a failed sync run and no replica."""
+        from registry.replicas import copy_version
+
+        info = self.resolve(ref, for_read=False)
+        if info.state == "deleted":
+            raise LifecycleError(f"{info.ref} is deleted: nothing to sync")
+        run = self.start_run("sync", f"sync {info.ref} -> {target}", inputs=[info.ref],
+                             parameters={"target": target}, submitted_by=submitted_by)
+        try:
+            manifest_uri, nbytes, copied = copy_version(DatasetVersion.open(info.manifest_uri), target, progress)
+        except Exception as exc:
+            self.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        target_root = open_store(target).uri
+        with self.session() as s:
+            _d, v = self._find(s, info.ref)
+            rep = s.scalar(select(Replica).where(Replica.version_id == v.id, Replica.store_uri == target_root))
+            if rep is None:
+                rep = Replica(version_id=v.id, store_uri=target_root)
+                s.add(rep)
+            rep.manifest_uri, rep.status, rep.bytes, rep.verified_at = manifest_uri, "verified", nbytes, utcnow()
+            out = ReplicaInfo(info.ref, target_root, manifest_uri, "verified", nbytes, _iso(rep.verified_at) or "")
+        self.finish_run(run.id, "succeeded", counts={"objects_copied": copied, "bytes": nbytes})
+        return out
+
+    def list_replicas(self, ref: str) -> list[ReplicaInfo]:
+        with self.session(read=True) as s:
+            d, v = self._find(s, ref)
+            rows = s.scalars(select(Replica).where(Replica.version_id == v.id).order_by(Replica.store_uri)).all()
+            return [ReplicaInfo(f"{d.name}@{v.number}", r.store_uri, r.manifest_uri, r.status, r.bytes,
+                                _iso(r.verified_at) or "") for r in rows]
+
+    # ------------------------------------------------------------------------------------
+    # users and tokens (see registry.auth)
+
+    def create_user(self, name: str, role: str) -> str:
+        from registry.auth import create_user
+
+        return create_user(self, name, role)
+
+    def authenticate(self, token: str | None) -> tuple[str, str] | None:
+        from registry.auth import authenticate
+
+        return authenticate(self, token)
+
+
+def _check_tags(tags: Sequence[str]) -> None:
+    if isinstance(tags, str) or any(not isinstance(t, str) or not t or len(t) > 50 for t in tags) or len(tags) > 50:
+        raise RegistryError("tags are a list of up to 50 non-empty strings of at most 50 characters")
+
+
+def _check_uuid(rid: str) -> None:
+    try:
+        uuid.UUID(rid)
+    except (ValueError, AttributeError, TypeError):
+        raise RegistryError(f"run id {rid!r} is not a UUID") from None
+
+
+def _code_version() -> str:
+    from mmlake import __version__
+
+    return f"mmlake {__version__}"
+
+
+def _delete_version_objects(manifest_uri: str) -> None:
+    """Delete a version's manifest (first: the version disappears), then its objects."""
+    try:
+        v = DatasetVersion.open(manifest_uri)
+    except VersionError:
+        return  # already gone
+    store = v.store
+    store.delete(f"versions/{v.manifest.version}.json")
+    for sh in v.manifest.shards:
+        store.delete(sh.path)
+        store.delete(sh.index)
+    if v.manifest.rejects:
+        store.delete(v.manifest.rejects["path"])
+    try:
+        latest = store.read("refs/latest").decode().strip()
+    except Exception:  # noqa: BLE001 - no ref: nothing to repoint
+        return
+    if latest == v.manifest.version:
+        manifests = sorted(p for p in store.list("versions") if p.endswith(".json"))
+        if manifests:
+            from datalake.version import Manifest
+
+            newest = max((Manifest.from_bytes(store.read(p), store.url(p)) for p in manifests),
+                         key=lambda m: (m.created.get("at", ""), m.version))
+            store.put("refs/latest", newest.version.encode())
+        else:
+            store.delete("refs/latest")
