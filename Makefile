@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
-# Debian packages the project uses (tar/gzip for shards; more arrive with the registry and OCR)
-SYSTEM_PACKAGES ?= ca-certificates tar
+# Debian packages the project uses: PostgreSQL (registry tests run on a real server), Chromium
+# (web registry tests in a real browser, through Playwright), fonts for rendered text
+SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core
 EXTRAS ?= test
 
 .PHONY: setup system demo test lint bench clean

@@ -100,24 +100,33 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--caption-column", default=None, help="Table sources: column holding the caption.")
 @click.option("--key-column", default=None, help="Table sources: column holding a unique key.")
 @click.option("--license", "license_", default=None, help="Licence recorded for samples that name none.")
+@click.option("--no-register", is_flag=True, help="Only write the version to the lake; record nothing in the registry.")
 @json_option
 @click.pass_context
 @_user_errors
 def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, lake: str | None, workers: int,
                max_pixels: int, shard_samples: int, image_column: str | None, caption_column: str | None,
-               key_column: str | None, license_: str | None, as_json: bool) -> None:
+               key_column: str | None, license_: str | None, no_register: bool, as_json: bool) -> None:
     """Ingest SRC (folders in img2dataset layout, JSONL/Parquet tables, WebDataset tars) as a new
     version of --dataset. Every input is either ingested or rejected with a reason (rejects table
     beside the manifest)."""
     from datalake.ingest import IngestConfig, ingest
+    from registry.jobs import run_ingest
 
     settings = _settings(ctx).with_lake(lake)
     cfg = IngestConfig(dataset=dataset, kind=kind, max_pixels=max_pixels, shard_samples=shard_samples,
                        workers=workers, image_column=image_column, caption_column=caption_column,
                        key_column=key_column, license=license_)
-    result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
-    _emit(as_json, result.to_json(), lambda: (click.echo(result.summary()),
-                                              click.echo(f"manifest: {result.manifest}")))
+    if no_register:
+        result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
+        out = result.to_json()
+    else:
+        run, result = run_ingest(settings.registry_client(), settings.open_lake(), list(src), cfg,
+                                 progress=None if not as_json else False)
+        out = {**result.to_json(), "run_id": run.id, "registered": run.outputs[0]}
+    _emit(as_json, out, lambda: (click.echo(result.summary()), click.echo(f"manifest: {result.manifest}"),
+                                 click.echo(f"registered as {out['registered']} (run {out['run_id']})")
+                                 if "registered" in out else None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,6 +262,154 @@ def schema_cmd(write: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# registry
+
+
+@main.group("registry")
+def registry_group() -> None:
+    """Run and administer the registry (web UI + REST API)."""
+
+
+@registry_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@lake_option
+@click.option("--reads", type=click.Choice(["open", "token"]), default=None,
+              help="Whether reading needs a token [env MMLAKE_REGISTRY_READS, default open].")
+@click.pass_context
+@_user_errors
+def serve_cmd(ctx: click.Context, host: str, port: int, lake: str | None, reads: str | None) -> None:
+    """Serve the web registry and the REST API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from registry.api import ApiSettings, create_app
+    from registry.service import Registry
+
+    settings = _settings(ctx).with_lake(lake)
+    if settings.registry.startswith("http"):
+        raise UserError("MMLAKE_REGISTRY points at a remote registry; serve needs a database URL")
+    reg = Registry(settings.registry, lineage_target=settings.openlineage)
+    app = create_app(reg, ApiSettings(reads_open=(reads or settings.registry_reads) == "open", lake_uri=settings.lake))
+    click.echo(f"mmlake registry on http://{host}:{port}  (database {reg.engine.url.render_as_string(hide_password=True)}, "
+               f"lake {settings.lake})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@registry_group.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reader", "writer", "admin"]), required=True)
+@json_option
+@click.pass_context
+@_user_errors
+def create_user_cmd(ctx: click.Context, name: str, role: str, as_json: bool) -> None:
+    """Create a user and print its API token (shown once)."""
+    from registry.service import Registry
+
+    token = Registry(_settings(ctx).registry).create_user(name, role)
+    _emit(as_json, {"name": name, "role": role, "token": token}, lambda: click.echo(token))
+
+
+@registry_group.command("purge")
+@click.pass_context
+@_user_errors
+def purge_cmd(ctx: click.Context) -> None:
+    """Remove the data of versions deleted longer ago than the retention period."""
+    purged = _settings(ctx).registry_client().purge()
+    click.echo(f"purged {len(purged)} version(s){': ' + ', '.join(purged) if purged else ''}")
+
+
+@main.group("datasets")
+def datasets_group() -> None:
+    """Datasets, versions, lineage and lifecycle, through the registry client."""
+
+
+@datasets_group.command("list")
+@click.option("-q", "query", default=None, help="Search names and descriptions.")
+@click.option("--kind", default=None)
+@click.option("--state", default=None)
+@click.option("--tag", default=None)
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_list_cmd(ctx: click.Context, query: str | None, kind: str | None, state: str | None, tag: str | None,
+                      as_json: bool) -> None:
+    """List registered datasets."""
+    rows = _settings(ctx).registry_client().list_datasets(q=query, kind=kind, state=state, tag=tag)
+
+    def human() -> None:
+        if not rows:
+            click.echo("no datasets registered (mmlake ingest ... registers one)")
+        for d in rows:
+            click.echo(f"{d.name:30} {d.kind or '-':12} {d.state:11} {d.versions:>3} version(s)  latest @{d.latest}  "
+                       f"{d.samples if d.samples is not None else '-'} samples")
+
+    _emit(as_json, [d.to_json() for d in rows], human)
+
+
+@datasets_group.command("show")
+@click.argument("ref")
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show a dataset (NAME) and its versions, or one version (NAME@N, NAME@latest)."""
+    client = _settings(ctx).registry_client()
+    if "@" not in ref:
+        d, versions = client.get_dataset(ref), client.list_versions(ref)
+
+        def human_ds() -> None:
+            click.echo(f"{d.name}  [{d.kind}] {d.state}  owner {d.owner or '-'}  tags {d.tags}\n  {d.description}")
+            for v in versions:
+                click.echo(f"  @{v.number:<4} {v.version}  {v.state:10} {v.samples:>9} samples  {v.created_at}")
+
+        _emit(as_json, {**d.to_json(), "version_list": [v.to_json() for v in versions]}, human_ds)
+        return
+    v = client.get_version(ref)
+    _emit(as_json, v.to_json(), lambda: click.echo(
+        f"{v.ref} ({v.version}) {v.state}\n  manifest {v.manifest_uri}\n  {v.samples} samples, {v.bytes} bytes, "
+        f"kinds {v.stats.get('kinds')}\n  made by run {v.created_by_run or '-'}"))
+
+
+@datasets_group.command("lineage")
+@click.argument("ref")
+@click.option("--direction", type=click.Choice(["up", "down", "both"]), default="both", show_default=True)
+@click.option("--depth", type=int, default=None, help="Version hops (default: all).")
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None, as_json: bool) -> None:
+    """Show where a version came from (up) and what was made from it (down)."""
+    g = _settings(ctx).registry_client().lineage(ref, direction, depth)
+    names = {n["id"]: (n["ref"] if n["type"] == "version" else f"run {n['name']} [{n['status']}]") for n in g.nodes}
+    _emit(as_json, g.to_json(), lambda: [click.echo(f"{names[a]}  ->  {names[b]}") for a, b in g.edges]
+          or click.echo(f"{names[g.root]}: no lineage recorded"))
+
+
+@datasets_group.command("state")
+@click.argument("ref")
+@click.argument("state", type=click.Choice(["draft", "active", "deprecated", "archived", "deleted"]))
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_state_cmd(ctx: click.Context, ref: str, state: str, as_json: bool) -> None:
+    """Move a version along its lifecycle (draft, active, deprecated, archived, deleted)."""
+    v = _settings(ctx).registry_client().transition(ref, state)
+    _emit(as_json, v.to_json(), lambda: click.echo(f"{v.ref} is now {v.state}"))
+
+
+@datasets_group.command("sync")
+@click.argument("ref")
+@click.argument("target")
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_sync_cmd(ctx: click.Context, ref: str, target: str, as_json: bool) -> None:
+    """Copy a version to another store (TARGET lake URI), verify it, record the replica."""
+    r = _settings(ctx).registry_client().sync(ref, target)
+    _emit(as_json, r.to_json(), lambda: click.echo(f"{r.ref} verified at {r.manifest_uri} ({r.bytes} bytes)"))
+
+
+# ---------------------------------------------------------------------------------------------
 # demo
 
 
@@ -264,25 +421,33 @@ def schema_cmd(write: bool) -> None:
 def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     """Run the main job end to end on the embedded defaults: generate a raw caption corpus (with
     some broken files), ingest it, show the version, verify it and read samples back."""
-    from datalake.ingest import IngestConfig, ingest
-    from synth.shapes import write_caption_folder
+    from datalake.ingest import IngestConfig
+    from registry.jobs import run_ingest
+    from synth.shapes import write_caption_folder, write_shapes_tar
 
     settings = _settings(ctx)
     raw = Path(workdir or Path(settings.home) / "demo" / "raw")
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/3] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}")
+    click.echo(f"[1/3] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+               f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
-    result = ingest(str(raw), lake, IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/3] {result.summary()}\n      manifest {result.manifest}")
+    client = settings.registry_client()
+    run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
+    click.echo(f"[2/3] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+               f"by run {run.id} in {settings.registry}")
+    boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
+                                  IngestConfig(dataset="demo-shapes", workers=2))
+    click.echo(f"      {boxes.summary()} (WebDataset tar of records with boxes) -> {boxes_run.outputs[0]}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
     click.echo(f"[3/3] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
-    click.echo(f"next: mmlake datalake show {result.output} | mmlake datalake rejects {result.output}")
+    click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
+               f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:
         sys.exit(1)
 

@@ -15,6 +15,9 @@ MMLAKE_S3_ENDPOINT     s3_endpoint              (AWS) e.g. http://127.0.0.1:9000
 MMLAKE_S3_REGION       s3_region                us-east-1
 MMLAKE_S3_RATE_LIMIT   s3_rate_limit            none (requests/s per process)
 MMLAKE_S3_MAX_RETRIES  s3_max_retries           8
+MMLAKE_OPENLINEAGE     openlineage              none (a .jsonl path or an http(s) endpoint)
+MMLAKE_REGISTRY_READS  registry_reads           open (or "token": reading needs a token)
+MMLAKE_TOKEN           --                       API token for an http(s) registry
 =====================  =======================  ==========================================
 """
 
@@ -30,7 +33,7 @@ from typing import Any
 __all__ = ["Settings", "load_settings"]
 
 _KEYS = {"lake": str, "registry": str, "s3_endpoint": str, "s3_region": str, "s3_rate_limit": float,
-         "s3_max_retries": int}
+         "s3_max_retries": int, "openlineage": str, "registry_reads": str}
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,13 @@ class Settings:
     s3_region: str | None = None
     s3_rate_limit: float | None = None
     s3_max_retries: int | None = None
+    openlineage: str | None = None
+    registry_reads: str = "open"
     config_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.registry_reads not in ("open", "token"):
+            raise ValueError(f"registry_reads must be 'open' or 'token', got {self.registry_reads!r}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +64,15 @@ class Settings:
 
         return s3_options_from_env(endpoint_url=self.s3_endpoint, region=self.s3_region,
                                    rate_limit=self.s3_rate_limit, max_retries=self.s3_max_retries)
+
+    def registry_client(self) -> Any:
+        """The registry client for these settings (in-process on SQLite/PostgreSQL, or HTTP)."""
+        from registry.client import HttpClient
+        from registry.service import Registry
+
+        if self.registry.startswith(("http://", "https://")):
+            return HttpClient(self.registry, os.environ.get("MMLAKE_TOKEN"))
+        return Registry(self.registry, lineage_target=self.openlineage)
 
     def open_lake(self) -> Any:
         from datalake import Lake

@@ -286,7 +286,9 @@ class Registry:
                 s.add(d)
                 s.flush()
             existing = s.scalar(select(VersionRow).where(VersionRow.dataset_id == d.id, VersionRow.version == m.version))
-            if existing is not None:
+            if existing is not None:  # same content: same version; the run still produced it
+                if run_id is not None:
+                    s.merge(RunOutput(run_id=run_id, version_id=existing.id))
                 return self._version_info(d, existing)
             number = (s.scalar(select(func.max(VersionRow.number)).where(VersionRow.dataset_id == d.id)) or 0) + 1
             row = VersionRow(dataset_id=d.id, number=number, version=m.version, digest=m.digest,

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["ShapeImage", "render_shapes", "shape_samples", "write_caption_folder", "COLOURS", "SHAPES"]
+__all__ = ["ShapeImage", "render_shapes", "shape_samples", "write_caption_folder", "write_shapes_tar", "COLOURS",
+           "SHAPES"]
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 40),
            "purple": (140, 60, 170), "orange": (245, 140, 30), "white": (245, 245, 245), "black": (15, 15, 15)}
@@ -74,7 +75,7 @@ def render_shapes(seed: int, index: int, size: tuple[int, int] = (320, 240), qua
         else:
             draw.polygon([(x0 + side / 2, y0), (x0 + side, y0 + side), (x0, y0 + side)], fill=fill)
         boxes.append(box)
-        labels.append(f"a {colour} {shape}")
+        labels.append(f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}")
     order = sorted(range(n), key=lambda i: (boxes[i][1] // 32, boxes[i][0]))
     boxes = [boxes[i] for i in order]
     labels = [labels[i] for i in order]
@@ -142,3 +143,19 @@ def write_caption_folder(root: str | Path, n: int, seed: int = 0, size: tuple[in
         outcome.update({"truncated_image": 1, "empty_file": 1, "too_many_pixels": 1, "non_utf8_text": 1,
                         "missing_caption": 1, "invalid_json": 1})
     return outcome
+
+
+def write_shapes_tar(path: str | Path, n: int, seed: int = 0, size: tuple[int, int] = (320, 240)) -> Path:
+    """``n`` shape samples as a WebDataset tar of mmlake records (``<key>.json`` + ``<key>.0.jpg``),
+    boxes included -- what a team receiving annotated data from elsewhere would ingest."""
+    import tarfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for s in shape_samples(n, seed, size):
+            for name, data in ((f"{s.key}.json", s.to_json_bytes()), (f"{s.key}.0.jpg", s.blobs["0.jpg"])):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path

@@ -109,3 +109,30 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     res = runner.invoke(main, ["demo", "--samples", "12"])
     assert res.exit_code == 0, res.output
     assert "ingested 12, rejected 6" in res.output and "shard(s): OK" in res.output
+
+
+def test_ingest_registers_and_datasets_commands_read_the_registry(tmp_path: Path,
+                                                                  caption_folder: tuple[Path, dict[str, int]]) -> None:
+    root, _ = caption_folder
+    env = {"MMLAKE_HOME": str(tmp_path / "h"), "MMLAKE_OPENLINEAGE": str(tmp_path / "ol.jsonl")}
+    runner = CliRunner(env=env)
+    out = json.loads(runner.invoke(main, ["ingest", str(root), "--dataset", "caps", "--json"]).output)
+    assert out["registered"] == "caps@1" and out["run_id"]
+    assert (tmp_path / "h" / "registry.db").is_file()  # the embedded SQLite registry
+    listed = json.loads(runner.invoke(main, ["datasets", "list", "--json"]).output)
+    assert [(d["name"], d["latest"], d["samples"]) for d in listed] == [("caps", 1, 24)]
+    shown = json.loads(runner.invoke(main, ["datasets", "show", "caps@1", "--json"]).output)
+    assert shown["created_by_run"] == out["run_id"] and shown["rejects"]["count"] == 6
+    lineage = json.loads(runner.invoke(main, ["datasets", "lineage", "caps@1", "--json"]).output)
+    assert {n["type"] for n in lineage["nodes"]} == {"run", "version"}
+    human = runner.invoke(main, ["datasets", "lineage", "caps@1"]).output
+    assert "run ingest caps [succeeded]  ->  caps@1" in human
+    res = runner.invoke(main, ["datasets", "state", "caps@1", "deleted"])
+    assert res.exit_code == 2 and "can move to deprecated, not deleted" in res.output
+    assert "now deprecated" in runner.invoke(main, ["datasets", "state", "caps@1", "deprecated"]).output
+    token = json.loads(runner.invoke(main, ["registry", "create-user", "ana", "--role", "writer", "--json"]).output)
+    assert token["token"].startswith("mml_")
+    events = [json.loads(line)["eventType"] for line in (tmp_path / "ol.jsonl").read_text().splitlines()]
+    assert events == ["START", "COMPLETE"]
+    res = runner.invoke(main, ["ingest", str(root), "--dataset", "caps", "--no-register", "--json"])
+    assert "registered" not in json.loads(res.output)

@@ -1,0 +1,369 @@
+"""The registry's REST API (FastAPI; OpenAPI at ``/openapi.json``, docs at ``/docs``).
+
+Every route declares the role it needs -- ``read``, ``writer`` or ``admin`` -- in one table
+(``ROUTE_ROLES``) that a test sweeps: each route is called as anonymous, reader, writer and
+admin and the status codes are checked. Reads are open or token-only (``reads_open``); writes
+always need a token (``Authorization: Bearer <token>``, or the web registry's cookie).
+
+Bad input is a 4xx with a message that says what is wrong -- unknown dataset (404), malformed
+body (422), a lifecycle move the rules forbid (409), a body over the size limit (413) -- and
+never a partial write: each write is one transaction in the service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from datalake import DatasetVersion
+from datalake.shards import ShardError
+from datalake.store import StoreError
+from datalake.version import VersionError
+from registry.auth import role_allows
+from registry.jobs import JobRunner
+from registry.service import Registry
+from registry.types import RegistryError
+
+__all__ = ["create_app", "ApiSettings", "ROUTE_ROLES", "Principal"]
+
+#: (method, path) -> role needed: "open" (no check), "read", "writer", "admin"
+ROUTE_ROLES: dict[tuple[str, str], str] = {}
+TOKEN_COOKIE = "mmlake_token"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    reads_open: bool = True
+    max_body_bytes: int = 1 << 20
+    lake_uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str | None
+    role: str | None
+
+
+def token_from(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.cookies.get(TOKEN_COOKIE)
+
+
+def principal(request: Request) -> Principal:
+    reg: Registry = request.app.state.registry
+    who = reg.authenticate(token_from(request))
+    return Principal(*who) if who else Principal(None, None)
+
+
+def require(role: str) -> Callable[[Request], Principal]:
+    def dep(request: Request) -> Principal:
+        p = principal(request)
+        if role == "open":
+            return p
+        if role == "read":
+            if p.role is None and not request.app.state.settings.reads_open:
+                raise HTTPException(401, "this registry needs a token to read: send Authorization: Bearer <token>")
+            return p
+        if p.role is None:
+            raise HTTPException(401, f"this action needs a {role} token: send Authorization: Bearer <token>")
+        if not role_allows(p.role, role):
+            raise HTTPException(403, f"{p.name} is a {p.role}; this action needs the {role} role")
+        return p
+
+    return dep
+
+
+class Routes:
+    """Registers routes with their role, so the table and the app never disagree."""
+
+    def __init__(self, router: APIRouter, prefix: str) -> None:
+        self.router, self.prefix = router, prefix
+
+    def __call__(self, method: str, path: str, role: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            ROUTE_ROLES[(method, self.prefix + path)] = role
+            self.router.add_api_route(path, fn, methods=[method], dependencies=[Depends(require(role))], **kw)
+            return fn
+
+        return deco
+
+
+# -- request bodies ---------------------------------------------------------------------------
+
+class DatasetIn(BaseModel):
+    name: str = Field(max_length=100)
+    kind: str | None = Field(default=None, max_length=32)
+    owner: str | None = Field(default=None, max_length=100)
+    description: str = Field(default="", max_length=20000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+class DatasetPatch(BaseModel):
+    description: str | None = Field(default=None, max_length=20000)
+    owner: str | None = Field(default=None, max_length=100)
+    tags: list[str] | None = Field(default=None, max_length=50)
+
+
+class StateIn(BaseModel):
+    state: str
+
+
+class VersionIn(BaseModel):
+    manifest_uri: str = Field(max_length=2000)
+    run_id: str | None = None
+    state: str = "active"
+
+
+class RunIn(BaseModel):
+    kind: str
+    name: str = Field(max_length=200)
+    inputs: list[str] = Field(default_factory=list)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    run_id: str | None = None
+    status: str = "running"
+
+
+class FinishIn(BaseModel):
+    status: str
+    counts: dict[str, Any] = Field(default_factory=dict)
+    outputs: list[str] = Field(default_factory=list)
+    error: str | None = Field(default=None, max_length=20000)
+
+
+class SyncIn(BaseModel):
+    target: str = Field(max_length=2000)
+
+
+class UserIn(BaseModel):
+    name: str = Field(max_length=100)
+    role: str
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+class _VersionCache:
+    """Opened manifests (and their cached shard indexes), newest 32 kept."""
+
+    def __init__(self, reg: Registry) -> None:
+        self.reg = reg
+        self.items: OrderedDict[str, DatasetVersion] = OrderedDict()
+
+    def get(self, ref: str) -> DatasetVersion:
+        info = self.reg.get_version(ref)
+        if info.purged:
+            raise HTTPException(410, f"{info.ref} was deleted and its data purged")
+        key = info.manifest_uri
+        if key not in self.items:
+            self.items[key] = DatasetVersion.open(info.manifest_uri)
+            if len(self.items) > 32:
+                self.items.popitem(last=False)
+        self.items.move_to_end(key)
+        return self.items[key]
+
+
+def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: bool = True) -> FastAPI:
+    settings = settings or ApiSettings()
+    app = FastAPI(title="mmlake registry", version="1", description="Datasets, versions, runs and lineage.")
+    app.state.registry, app.state.settings = reg, settings
+    app.state.versions = _VersionCache(reg)
+    app.state.jobs = JobRunner(reg, settings.lake_uri)
+    router = APIRouter(prefix="/api/v1")
+    route = Routes(router, "/api/v1")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[..., Any]) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
+                                           f"{settings.max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)  # type: ignore[no-any-return]
+
+    def json_error(_request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    app.state.error_response = json_error  # the web registry answers browsers with a page instead
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return app.state.error_response(request, exc.status_code, exc.detail, exc.headers)  # type: ignore[no-any-return]
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(request: Request, exc: RegistryError) -> Response:
+        return app.state.error_response(request, exc.status, str(exc))  # type: ignore[no-any-return]
+
+    @app.exception_handler(VersionError)
+    @app.exception_handler(ShardError)
+    async def data_error(request: Request, exc: Exception) -> Response:
+        return app.state.error_response(request, 422, str(exc))  # type: ignore[no-any-return]
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: Exception) -> Response:
+        return app.state.error_response(request, 502, str(exc))  # type: ignore[no-any-return]
+
+    def versions(ref: str) -> DatasetVersion:
+        return app.state.versions.get(ref)  # type: ignore[no-any-return]
+
+    # health
+    @route("GET", "/health", "open")
+    def health() -> dict[str, Any]:
+        return {"ok": True, "reads_open": settings.reads_open}
+
+    # datasets
+    @route("GET", "/datasets", "read")
+    def list_datasets(q: str | None = None, kind: str | None = None, state: str | None = None,
+                      tag: str | None = None) -> list[dict[str, Any]]:
+        return [d.to_json() for d in reg.list_datasets(q=q, kind=kind, state=state, tag=tag)]
+
+    @route("POST", "/datasets", "writer", status_code=201)
+    def create_dataset(body: DatasetIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return reg.create_dataset(body.name, kind=body.kind, owner=body.owner or who.name,
+                                  description=body.description, tags=body.tags).to_json()
+
+    @route("GET", "/datasets/{name}", "read")
+    def get_dataset(name: str) -> dict[str, Any]:
+        return reg.get_dataset(name).to_json()
+
+    @route("PATCH", "/datasets/{name}", "writer")
+    def patch_dataset(name: str, body: DatasetPatch) -> dict[str, Any]:
+        return reg.update_dataset(name, description=body.description, owner=body.owner, tags=body.tags).to_json()
+
+    @route("POST", "/datasets/{name}/state", "admin")
+    def dataset_state(name: str, body: StateIn) -> dict[str, Any]:
+        return reg.update_dataset(name, state=body.state).to_json()
+
+    @route("GET", "/datasets/{name}/versions", "read")
+    def dataset_versions(name: str) -> list[dict[str, Any]]:
+        return [v.to_json() for v in reg.list_versions(name)]
+
+    # versions
+    @route("POST", "/versions", "writer", status_code=201)
+    def register(body: VersionIn) -> dict[str, Any]:
+        return reg.register_version(body.manifest_uri, run_id=body.run_id, state=body.state).to_json()
+
+    @route("GET", "/resolve", "read")
+    def resolve(ref: str, for_read: bool = True) -> dict[str, Any]:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            info = reg.resolve(ref, for_read=for_read)
+        return {**info.to_json(), "warnings": [str(w.message) for w in caught]}
+
+    @route("GET", "/versions/{ref}", "read")
+    def get_version(ref: str) -> dict[str, Any]:
+        return reg.get_version(ref).to_json()
+
+    @route("GET", "/versions/{ref}/stats", "read")
+    def version_stats(ref: str) -> dict[str, Any]:
+        v = reg.get_version(ref)
+        return {"ref": v.ref, "stats": v.stats, "rejects": v.rejects}
+
+    @route("GET", "/versions/{ref}/samples", "read")
+    def samples(ref: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        if offset < 0 or not 1 <= limit <= 200:
+            raise HTTPException(422, "offset must be >= 0 and limit between 1 and 200")
+        v = versions(ref)
+        items = [v.get(i).to_json() for i in range(offset, min(len(v), offset + limit))]
+        return {"ref": ref, "total": len(v), "offset": offset, "items": items}
+
+    @route("GET", "/versions/{ref}/samples/{index}", "read")
+    def sample(ref: str, index: int) -> dict[str, Any]:
+        v = versions(ref)
+        if not 0 <= index < len(v):
+            raise HTTPException(404, f"{ref} has {len(v)} samples; no sample {index}")
+        return v.get(index).to_json()
+
+    @route("GET", "/versions/{ref}/samples/{index}/media/{name}", "read")
+    def media(ref: str, index: int, name: str) -> Response:
+        v = versions(ref)
+        if not 0 <= index < len(v):
+            raise HTTPException(404, f"{ref} has {len(v)} samples; no sample {index}")
+        j, k = v.locate(index)
+        key, members = v.shard(j).read_members(k)
+        record = json.loads(members["json"])
+        mime = next((m["mime"] for m in record["media"] if m["name"] == name), None)
+        if mime is None or name not in members:
+            raise HTTPException(404, f"sample {key} has no media {name!r}")
+        return Response(members[name], media_type=mime, headers={"Cache-Control": "public, max-age=86400"})
+
+    @route("GET", "/versions/{ref}/rejects", "read")
+    def rejects(ref: str, limit: int = 100) -> dict[str, Any]:
+        rows = versions(ref).read_rejects().to_pylist()
+        return {"ref": ref, "total": len(rows), "items": rows[: max(0, limit)]}
+
+    @route("GET", "/versions/{ref}/lineage", "read")
+    def lineage(ref: str, direction: str = "both", depth: int | None = None) -> dict[str, Any]:
+        return reg.lineage(ref, direction, depth).to_json()
+
+    @route("POST", "/versions/{ref}/lifecycle", "admin")
+    def lifecycle(ref: str, body: StateIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return reg.transition(ref, body.state, actor=who.name).to_json()
+
+    @route("POST", "/versions/{ref}/sync", "writer")
+    def sync(ref: str, body: SyncIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        try:
+            return reg.sync(ref, body.target, submitted_by=who.name).to_json()
+        except RegistryError:
+            raise
+        except (ValueError, OSError) as exc:
+            raise HTTPException(422, f"sync failed, no replica recorded: {exc}") from None
+
+    @route("GET", "/versions/{ref}/replicas", "read")
+    def replicas(ref: str) -> list[dict[str, Any]]:
+        return [r.to_json() for r in reg.list_replicas(ref)]
+
+    # runs and jobs
+    @route("GET", "/runs", "read")
+    def runs(status: str | None = None, kind: str | None = None, dataset: str | None = None,
+             limit: int = 100) -> list[dict[str, Any]]:
+        return [r.to_json() for r in reg.list_runs(status=status, kind=kind, dataset=dataset, limit=min(limit, 1000))]
+
+    @route("POST", "/runs", "writer", status_code=201)
+    def start_run(body: RunIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return reg.start_run(body.kind, body.name, inputs=body.inputs, spec=body.spec, parameters=body.parameters,
+                             run_id=body.run_id, status=body.status, submitted_by=who.name).to_json()
+
+    @route("GET", "/runs/{run_id}", "read")
+    def get_run(run_id: str) -> dict[str, Any]:
+        return reg.get_run(run_id).to_json()
+
+    @route("POST", "/runs/{run_id}/running", "writer")
+    def mark_running(run_id: str) -> dict[str, Any]:
+        return reg.mark_running(run_id).to_json()
+
+    @route("POST", "/runs/{run_id}/finish", "writer")
+    def finish_run(run_id: str, body: FinishIn) -> dict[str, Any]:
+        return reg.finish_run(run_id, body.status, counts=body.counts, outputs=body.outputs,
+                              error=body.error).to_json()
+
+    @route("POST", "/jobs", "writer", status_code=202)
+    def submit_job(spec: dict[str, Any], who: Principal = Depends(principal)) -> dict[str, Any]:
+        return app.state.jobs.submit(spec, submitted_by=who.name).to_json()  # type: ignore[no-any-return]
+
+    # admin
+    @route("POST", "/users", "admin", status_code=201)
+    def create_user(body: UserIn) -> dict[str, Any]:
+        return {"name": body.name, "role": body.role, "token": reg.create_user(body.name, body.role)}
+
+    @route("POST", "/purge", "admin")
+    def purge() -> dict[str, Any]:
+        return {"purged": reg.purge()}
+
+    app.include_router(router)
+    if with_web:
+        from registry.web import mount_web
+
+        mount_web(app, route_roles=ROUTE_ROLES, require=require)
+    return app
+

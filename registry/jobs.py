@@ -1,0 +1,119 @@
+"""Jobs: ingest runs recorded in the registry, whether started by the CLI or submitted to it.
+
+``run_ingest`` is the one code path: record a run (START), ingest, register the output
+version as made by the run with its counts (COMPLETE), or record the failure (FAIL). The CLI
+calls it through whatever registry client it has (in-process or HTTP); ``JobRunner`` calls it
+on a background thread for jobs posted to ``/api/v1/jobs`` or the web registry's form, so a
+submitted job shows up as a run that goes queued -> running -> succeeded/failed.
+
+A job spec::
+
+    {"type": "ingest", "source": "/data/raw" | ["s3://b/raw", ...], "dataset": "captions",
+     "kind": "caption", "options": {"max_pixels": 100000000, "shard_samples": 1000}}
+
+Pipeline specs (``"type": "pipeline"``) arrive with the pipelines package.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from datalake import Lake
+from datalake.ingest import IngestConfig, IngestResult, ingest
+from registry.types import RegistryError, RunInfo
+
+__all__ = ["run_ingest", "JobRunner", "validate_job"]
+
+_INGEST_OPTIONS = {"max_pixels": int, "shard_samples": int, "workers": int, "image_column": str,
+                   "caption_column": str, "key_column": str, "license": str}
+
+
+def ingest_config(dataset: str, kind: str = "caption", **options: Any) -> IngestConfig:
+    unknown = sorted(set(options) - set(_INGEST_OPTIONS))
+    if unknown:
+        raise RegistryError(f"unknown ingest option(s) {unknown}; known: {sorted(_INGEST_OPTIONS)}")
+    for k, v in options.items():
+        if not isinstance(v, _INGEST_OPTIONS[k]) or isinstance(v, bool):
+            raise RegistryError(f"ingest option {k} must be {_INGEST_OPTIONS[k].__name__}, got {v!r}")
+    try:
+        return IngestConfig(dataset=dataset, kind=kind, **options)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def validate_job(spec: Any) -> tuple[list[str], IngestConfig]:
+    """Check a job spec up front; errors name the field."""
+    if not isinstance(spec, dict):
+        raise RegistryError("a job spec is a JSON object")
+    kind = spec.get("type")
+    if kind == "pipeline":
+        raise RegistryError("job type 'pipeline' is not available yet (it comes with the pipelines package); "
+                            "use type 'ingest'")
+    if kind != "ingest":
+        raise RegistryError(f"job field 'type' must be 'ingest', got {kind!r}")
+    unknown = sorted(set(spec) - {"type", "source", "dataset", "kind", "options", "name"})
+    if unknown:
+        raise RegistryError(f"unknown job field(s) {unknown}")
+    src = spec.get("source")
+    srcs = [src] if isinstance(src, str) else src
+    if not srcs or not isinstance(srcs, list) or not all(isinstance(s, str) and s for s in srcs):
+        raise RegistryError("job field 'source' must be a path/URI or a list of them")
+    dataset = spec.get("dataset")
+    if not isinstance(dataset, str):
+        raise RegistryError("job field 'dataset' must be the output dataset's name")
+    options = spec.get("options") or {}
+    if not isinstance(options, dict):
+        raise RegistryError("job field 'options' must be an object")
+    return srcs, ingest_config(dataset, spec.get("kind") or "caption", **options)
+
+
+def run_ingest(client: Any, lake: Lake, srcs: list[str], cfg: IngestConfig, *, run: RunInfo | None = None,
+               submitted_by: str | None = None, progress: bool | None = None) -> tuple[RunInfo, IngestResult | None]:
+    """Ingest ``srcs`` into ``lake`` as a run recorded through ``client`` (a ``Registry`` or an
+    ``HttpClient``). Re-raises the ingest error after recording the failed run."""
+    spec = {"type": "ingest", "source": srcs, "dataset": cfg.dataset, "kind": cfg.kind}
+    params = {k: getattr(cfg, k) for k in _INGEST_OPTIONS}
+    if run is None:
+        run = client.start_run("ingest", f"ingest {cfg.dataset}", spec=spec, parameters=params,
+                               submitted_by=submitted_by)
+    else:
+        run = client.mark_running(run.id)
+    try:
+        result = ingest(srcs, lake, cfg, progress=progress, created={"run_id": run.id})
+    except Exception as exc:
+        client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    counts = {"inputs": result.inputs, "kept": result.ingested, "ingested": result.ingested,
+              "rejected": result.rejected}
+    return client.finish_run(run.id, "succeeded", counts=counts, outputs=[result.manifest]), result
+
+
+class JobRunner:
+    """Runs submitted jobs one at a time on a background thread, in submission order."""
+
+    def __init__(self, reg: Any, lake_uri: str | None, workers: int = 1) -> None:
+        self.reg, self.lake_uri = reg, lake_uri
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmlake-job")
+        self._lock = threading.Lock()
+
+    def submit(self, spec: Any, submitted_by: str | None = None) -> RunInfo:
+        srcs, cfg = validate_job(spec)
+        if not self.lake_uri:
+            raise RegistryError("this registry has no lake configured to run jobs in (start it with --lake)")
+        run = self.reg.start_run("ingest", spec.get("name") or f"ingest {cfg.dataset}", status="queued",
+                                 spec={**spec, "source": srcs}, submitted_by=submitted_by)
+        self._pool.submit(self._run, run, srcs, cfg)
+        return run
+
+    def _run(self, run: RunInfo, srcs: list[str], cfg: IngestConfig) -> None:
+        try:
+            run_ingest(self.reg, Lake.open(self.lake_uri), srcs, cfg, run=run, progress=False)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - recorded on the run by run_ingest
+            traceback.print_exc()
+
+    def wait(self) -> None:
+        """Block until every submitted job has finished (tests, shutdown)."""
+        self._pool.submit(lambda: None).result()

@@ -1,0 +1,224 @@
+"""The web registry: server-rendered pages (Jinja2, inline SVG charts, a little CSS, no CDN).
+
+Pages: datasets (search, filters) -> dataset (versions, runs) -> version (statistics charts,
+filter funnel and reject reasons of the run that made it, sample browser with annotations
+drawn, lineage graph, lifecycle actions, replicas) -> sample; runs and run pages; a form to
+submit a job; a login form that keeps an API token in a cookie. Roles are the API's: every
+page and form is in the same ``ROUTE_ROLES`` table the role sweep test walks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from dashboards.charts import bar_chart, funnel_chart, histogram_chart, human_bytes
+from registry.types import RegistryError
+from registry.web.views import lineage_svg, sample_view
+
+__all__ = ["mount_web"]
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 12
+
+
+def _version_url(ref: str) -> str:
+    name, _, number = ref.partition("@")
+    return f"/datasets/{quote(name)}/{quote(number)}"
+
+
+def _run_url(run_id: str) -> str:
+    return f"/runs/{quote(run_id)}"
+
+
+def funnel_from_counts(counts: dict[str, Any]) -> list[tuple[str, float]]:
+    """inputs -> removed per reason -> kept, from a run's counts (ingest or pipeline)."""
+    steps: list[tuple[str, float]] = []
+    if "inputs" in counts:
+        steps.append(("inputs", counts["inputs"]))
+    for group in ("rejected", "filtered"):
+        for reason, n in sorted((counts.get(group) or {}).items(), key=lambda kv: -kv[1]):
+            steps.append((f"{group}: {reason}", n))
+    if isinstance(counts.get("duplicates"), (int, float)) and counts["duplicates"]:
+        steps.append(("duplicates", counts["duplicates"]))
+    kept = counts.get("kept", counts.get("ingested"))
+    if kept is not None:
+        steps.append(("kept", kept))
+    return steps
+
+
+def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require: Callable[[str], Any]) -> None:
+    reg = app.state.registry
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(version_url=_version_url, run_url=_run_url, human_bytes=human_bytes, quote=quote)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    router = APIRouter()
+
+    def page(method: str, path: str, role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+            route_roles[(method, path)] = role
+            router.add_api_route(path, fn, methods=[method], dependencies=[Depends(require(role))],
+                                 response_class=HTMLResponse, include_in_schema=False)
+            return fn
+
+        return deco
+
+    def render(request: Request, name: str, http_status: int = 200, **ctx: Any) -> HTMLResponse:
+        from registry.api import principal
+
+        who = principal(request)
+        return templates.TemplateResponse(request, name, {"who": who, **ctx}, status_code=http_status)
+
+    @page("GET", "/", "read")
+    def home() -> Response:
+        return RedirectResponse("/datasets", status_code=303)
+
+    @page("GET", "/datasets", "read")
+    def datasets(request: Request, q: str = "", kind: str = "", state: str = "", tag: str = "") -> HTMLResponse:
+        rows = reg.list_datasets(q=q or None, kind=kind or None, state=state or None, tag=tag or None)
+        all_rows = reg.list_datasets()
+        kinds = sorted({d.kind for d in all_rows if d.kind})
+        tags = sorted({t for d in all_rows for t in d.tags})
+        return render(request, "datasets.html", rows=rows, q=q, kind=kind, state=state, tag=tag, kinds=kinds,
+                      tags=tags, states=("active", "deprecated", "archived"))
+
+    @page("GET", "/datasets/{name}", "read")
+    def dataset(request: Request, name: str) -> HTMLResponse:
+        return render(request, "dataset.html", d=reg.get_dataset(name), versions=list(reversed(reg.list_versions(name))),
+                      runs=reg.list_runs(dataset=name, limit=20))
+
+    @page("GET", "/datasets/{name}/{number}", "read")
+    def version(request: Request, name: str, number: str, page: int = 0, msg: str = "", err: str = "") -> HTMLResponse:
+        page_ = max(0, page)
+        info = reg.get_version(f"{name}@{number}")
+        st = info.stats or {}
+        run = reg.get_run(info.created_by_run) if info.created_by_run else None
+        charts = [
+            bar_chart(list(st.get("kinds", {})), list(st.get("kinds", {}).values()), "samples per kind", chart_id="chart-kinds"),
+            histogram_chart(st.get("width"), "media width (px)", chart_id="chart-width"),
+            histogram_chart(st.get("height"), "media height (px)", chart_id="chart-height"),
+            histogram_chart(st.get("aspect"), "aspect ratio (w/h)", chart_id="chart-aspect"),
+            histogram_chart(st.get("text_length"), "text length (characters)", chart_id="chart-text"),
+            histogram_chart(st.get("media_size"), "media size", kind="bytes", chart_id="chart-bytes"),
+        ]
+        funnel = funnel_from_counts(run.counts) if run else []
+        if not funnel and info.rejects:
+            funnel = [("inputs", info.samples + info.rejects["count"])] + \
+                     [(f"rejected: {r}", n) for r, n in info.rejects["reasons"].items()] + [("kept", info.samples)]
+        if funnel:
+            charts.append(funnel_chart(funnel, "filter funnel of the run that made it", chart_id="chart-funnel"))
+        samples, total = [], info.samples
+        if not info.purged:
+            v = app.state.versions.get(info.ref)
+            for i in range(page_ * PAGE_SIZE, min(total, (page_ + 1) * PAGE_SIZE)):
+                rec = v.get(i).to_json()
+                samples.append({"index": i, **sample_view(rec, lambda m, i=i: f"/api/v1/versions/{info.ref}/samples/{i}/media/{quote(m)}")})
+        graph = reg.lineage(info.ref, "both")
+        from registry.service import ALLOWED_TRANSITIONS
+
+        return render(request, "version.html", v=info, run=run, charts=charts, samples=samples, page=page_,
+                      pages=max(1, -(-total // PAGE_SIZE)), lineage=lineage_svg(graph, _version_url, _run_url),
+                      replicas=reg.list_replicas(info.ref), next_states=ALLOWED_TRANSITIONS[info.state],
+                      msg=msg, err=err)
+
+    @page("GET", "/datasets/{name}/{number}/samples/{index}", "read")
+    def sample(request: Request, name: str, number: str, index: int) -> HTMLResponse:
+        info = reg.get_version(f"{name}@{number}")
+        v = app.state.versions.get(info.ref)
+        if not 0 <= index < len(v):
+            raise HTTPException(404, f"{info.ref} has {len(v)} samples; no sample {index}")
+        rec = v.get(index).to_json()
+        view = sample_view(rec, lambda m: f"/api/v1/versions/{info.ref}/samples/{index}/media/{quote(m)}")
+        return render(request, "sample.html", v=info, s={"index": index, **view}, record=json.dumps(rec, indent=1),
+                      total=len(v))
+
+    @page("POST", "/datasets/{name}/{number}/lifecycle", "admin")
+    def lifecycle(name: str, number: str, state: str = Form(...)) -> Response:
+        ref = f"{name}@{number}"
+        try:
+            reg.transition(ref, state)
+        except RegistryError as exc:
+            return RedirectResponse(f"{_version_url(ref)}?err={quote(str(exc))}", status_code=303)
+        return RedirectResponse(f"{_version_url(ref)}?msg={quote(f'now {state}')}", status_code=303)
+
+    @page("POST", "/datasets/{name}/{number}/sync", "writer")
+    def sync(name: str, number: str, target: str = Form(...)) -> Response:
+        ref = f"{name}@{number}"
+        try:
+            rep = reg.sync(ref, target)
+        except (ValueError, OSError) as exc:
+            return RedirectResponse(f"{_version_url(ref)}?err={quote(f'sync failed, no replica recorded: {exc}')}",
+                                    status_code=303)
+        return RedirectResponse(f"{_version_url(ref)}?msg={quote(f'replica verified at {rep.store_uri}')}", status_code=303)
+
+    @page("GET", "/runs", "read")
+    def runs(request: Request, status: str = "", kind: str = "") -> HTMLResponse:
+        return render(request, "runs.html", runs=reg.list_runs(status=status or None, kind=kind or None, limit=200),
+                      status=status, kind=kind)
+
+    @page("GET", "/runs/{run_id}", "read")
+    def run(request: Request, run_id: str) -> HTMLResponse:
+        r = reg.get_run(run_id)
+        funnel = funnel_from_counts(r.counts)
+        return render(request, "run.html", r=r,
+                      funnel=funnel_chart(funnel, "inputs, removed by reason, kept", chart_id="chart-funnel") if funnel else None,
+                      spec=json.dumps(r.spec, indent=1), parameters=json.dumps(r.parameters, indent=1),
+                      counts=json.dumps(r.counts, indent=1))
+
+    @page("GET", "/jobs/new", "read")
+    def job_form(request: Request) -> HTMLResponse:
+        return render(request, "job_new.html", err="", form={})
+
+    @page("POST", "/jobs/new", "writer")
+    def job_submit(request: Request, source: str = Form(...), dataset: str = Form(...), kind: str = Form("caption"),
+                   max_pixels: int = Form(100_000_000)) -> Response:
+        from registry.api import principal
+
+        spec = {"type": "ingest", "source": [s.strip() for s in source.splitlines() if s.strip()], "dataset": dataset,
+                "kind": kind, "options": {"max_pixels": max_pixels}}
+        try:
+            run = app.state.jobs.submit(spec, submitted_by=principal(request).name)
+        except RegistryError as exc:
+            return render(request, "job_new.html", http_status=400, err=str(exc), form=spec)
+        return RedirectResponse(_run_url(run.id), status_code=303)
+
+    @page("GET", "/login", "open")
+    def login_form(request: Request) -> HTMLResponse:
+        return render(request, "login.html", err="")
+
+    @page("POST", "/login", "open")
+    def login(request: Request, token: str = Form(...)) -> Response:
+        from registry.api import TOKEN_COOKIE
+
+        if reg.authenticate(token.strip()) is None:
+            return render(request, "login.html", http_status=401, err="That token is not valid (or was revoked).")
+        resp = RedirectResponse("/datasets", status_code=303)
+        resp.set_cookie(TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 86400)
+        return resp
+
+    @page("GET", "/logout", "open")
+    def logout() -> Response:
+        from registry.api import TOKEN_COOKIE
+
+        resp = RedirectResponse("/datasets", status_code=303)
+        resp.delete_cookie(TOKEN_COOKIE)
+        return resp
+
+    app.include_router(router)
+
+    def error_response(request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
+        if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        return render(request, "error.html", http_status=status, code=status, detail=detail)
+
+    app.state.error_response = error_response

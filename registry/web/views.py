@@ -1,0 +1,147 @@
+"""View models for the web registry: samples with their annotations drawn, the lineage graph.
+
+Everything user-supplied is escaped here or by Jinja's autoescape; SVG is built from escaped
+pieces only, so a caption or label holding ``<script>`` renders as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from registry.types import LineageGraph
+
+__all__ = ["sample_view", "lineage_svg", "highlight_placeholders"]
+
+_PH = re.compile(r"\{(box|point|polygon):(\d+)\}")
+
+
+def highlight_placeholders(text: str, annotations: list[dict[str, Any]]) -> Markup:
+    """Escape ``text`` and mark its ``{box:i}`` placeholders, titled with what they point to."""
+    out, last = [], 0
+    for m in _PH.finditer(text):
+        out.append(escape(text[last:m.start()]))
+        i = int(m.group(2))
+        a = annotations[i] if i < len(annotations) else {}
+        what = a.get("label") or a.get("text") or a.get("action") or a.get("type", "?")
+        out.append(Markup('<span class="ph" title="{}">{}</span>').format(f"{m.group(1)} {i}: {what}", m.group(0)))
+        last = m.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def _overlay(anns: list[tuple[int, dict[str, Any]]], w: int, h: int) -> Markup:
+    parts = [f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" data-width="{w}" data-height="{h}">']
+    r = max(3.0, min(w, h) / 90)
+    fs = max(10.0, min(w, h) / 28)
+    for i, a in anns:
+        label = a.get("label") or a.get("text") or a.get("action") or ""
+        lab = escape(f"{i}: {label}" if label else str(i))
+        t = a.get("type")
+        if t == "box" and a.get("xyxy"):
+            x0, y0, x1, y1 = a["xyxy"]
+            parts.append(f'<rect class="ann-box" data-ann="{i}" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>'
+                         f'<text class="ann-label" x="{x0 + 2}" y="{y0 + fs}" font-size="{fs:.0f}">{lab}</text>')
+        elif t == "point" and a.get("xy"):
+            x, y = a["xy"]
+            parts.append(f'<circle class="ann-point" data-ann="{i}" cx="{x}" cy="{y}" r="{r:.1f}"/>'
+                         f'<text class="ann-label" x="{x + r + 2:.1f}" y="{y - r:.1f}" font-size="{fs:.0f}">{lab}</text>')
+        elif t == "polygon" and a.get("points"):
+            pts = " ".join(f"{x},{y}" for x, y in a["points"])
+            x, y = a["points"][0]
+            parts.append(f'<polygon class="ann-polygon" data-ann="{i}" points="{pts}"/>'
+                         f'<text class="ann-label" x="{x}" y="{y - 3}" font-size="{fs:.0f}">{lab}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _timeline(anns: list[tuple[int, dict[str, Any]]], duration: float | None) -> Markup:
+    segs = [(i, a) for i, a in anns if a.get("t0") is not None and a.get("t1") is not None]
+    if not segs:
+        return Markup("")
+    end = duration or max(a["t1"] for _, a in segs) or 1.0
+    parts = ['<svg class="timeline" viewBox="0 0 600 40" width="100%" height="40">',
+             '<rect x="0" y="14" width="600" height="12" fill="#e3e6ee"/>']
+    for i, a in segs:
+        x0, x1 = 600 * a["t0"] / end, 600 * a["t1"] / end
+        parts.append(f'<rect class="seg" data-ann="{i}" x="{x0:.1f}" y="10" width="{max(x1 - x0, 2):.1f}" height="20">'
+                     f'<title>{escape(a.get("text") or a.get("label") or "")} [{a["t0"]}s–{a["t1"]}s]</title></rect>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def sample_view(record: dict[str, Any], media_url: Callable[[str], str]) -> dict[str, Any]:
+    """What the templates need to show one sample: media with overlays, parts in order."""
+    anns = record.get("annotations", [])
+    media = []
+    for i, m in enumerate(record.get("media", [])):
+        mine = [(j, a) for j, a in enumerate(anns) if a.get("media") == i]
+        mime = m.get("mime", "")
+        media.append({**m, "index": i, "url": media_url(m["name"]), "is_image": mime.startswith("image/"),
+                      "is_video": mime.startswith("video/"), "n_annotations": len(mine),
+                      "overlay": _overlay(mine, m["width"], m["height"]),
+                      "timeline": _timeline(mine, m.get("duration_s"))})
+
+    def parts(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"media": p["media"]} if "media" in p else {"text": highlight_placeholders(p["text"], anns)}
+                for p in content]
+
+    return {"key": record["key"], "kind": record["kind"], "source": record.get("source", {}), "media": media,
+            "parts": parts(record.get("content", [])), "annotations": anns, "meta": record.get("meta", {}),
+            "messages": [{"role": m["role"], "parts": parts(m.get("content", []))} for m in record.get("messages", [])]}
+
+
+def lineage_svg(g: LineageGraph, version_url: Callable[[str], str], run_url: Callable[[str], str]) -> Markup:
+    """Upstream to the left of the root, downstream to the right; every node is a link."""
+    out_edges: dict[str, list[str]] = {}
+    in_edges: dict[str, list[str]] = {}
+    for a, b in g.edges:
+        out_edges.setdefault(a, []).append(b)
+        in_edges.setdefault(b, []).append(a)
+    layer = {g.root: 0}
+    for edges, sign in ((in_edges, -1), (out_edges, 1)):
+        frontier = [g.root]
+        while frontier:
+            nxt = []
+            for n in frontier:
+                for m in edges.get(n, []):
+                    if m not in layer:
+                        layer[m] = layer[n] + sign
+                        nxt.append(m)
+            frontier = nxt
+    nodes = {n["id"]: n for n in g.nodes}
+    for n in nodes:
+        layer.setdefault(n, 0)
+    lo = min(layer.values())
+    cols: dict[int, list[str]] = {}
+    for n in sorted(nodes, key=lambda k: (layer[k], k)):
+        cols.setdefault(layer[n] - lo, []).append(n)
+    bw, bh, gx, gy = 190, 44, 60, 22
+    pos = {n: (20 + c * (bw + gx), 20 + r * (bh + gy)) for c, ns in cols.items() for r, n in enumerate(ns)}
+    width = 40 + len(cols) * (bw + gx) - gx
+    height = 40 + max(len(ns) for ns in cols.values()) * (bh + gy) - gy
+    parts = [f'<svg class="lineage" viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
+             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+             'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#9aa6bf"/></marker></defs>']
+    for a, b in g.edges:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        sx, sy, ex, ey = x0 + bw, y0 + bh / 2, x1, y1 + bh / 2
+        parts.append(f'<path class="edge" d="M {sx} {sy} C {sx + gx / 2} {sy}, {ex - gx / 2} {ey}, {ex} {ey}" '
+                     'marker-end="url(#arrow)"/>')
+    for nid, n in nodes.items():
+        x, y = pos[nid]
+        is_run = n["type"] == "run"
+        href = run_url(n["run_id"]) if is_run else version_url(n["ref"])
+        title = f"run: {n['name']}" if is_run else n["ref"]
+        sub = f"{n['kind']} · {n['status']}" if is_run else f"{n['samples']} samples · {n['state']}"
+        cls = "node run" if is_run else "node version" + (" root" if nid == g.root else "")
+        short = title if len(title) <= 26 else title[:25] + "…"
+        parts.append(f'<a href="{escape(href)}" class="{cls}" data-node="{escape(nid)}"><g class="{cls}">'
+                     f'<rect x="{x}" y="{y}" width="{bw}" height="{bh}" rx="7"/>'
+                     f'<text x="{x + 9}" y="{y + 18}" font-weight="600">{escape(short)}</text>'
+                     f'<text x="{x + 9}" y="{y + 35}" class="muted">{escape(sub)}</text><title>{escape(title)}</title></g></a>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,148 @@
+"""The web registry in a real browser: Playwright driving Debian's Chromium against the server
+on 127.0.0.1. Screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from registry.api import ApiSettings, create_app
+
+from .conftest import World, serve
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path("/usr/bin/chromium").exists(), "Debian's chromium is missing: run `make test` (it installs it)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def site(world: World) -> Iterator[tuple[str, World]]:
+    app = create_app(world.reg, ApiSettings(lake_uri=world.lake.uri))
+    with serve(app) as url:
+        yield url, world
+        app.state.jobs.wait()
+
+
+def shot(page, name: str, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{request.node.callspec.id}.png"), full_page=True)
+
+
+def test_browse_charts_samples_with_boxes_and_lineage(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    url, world = site
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{url}/datasets")
+    assert page.locator("#datasets tbody tr").count() == 4
+    page.fill("input[name=q]", "mixed")
+    page.click("#filters button")
+    assert [r.get_attribute("data-dataset") for r in page.locator("#datasets tbody tr").all()] == ["mix"]
+    page.select_option("select[name=tag]", "boxes")
+    page.fill("input[name=q]", "")
+    page.click("#filters button")
+    assert page.locator("#datasets tbody tr").count() == 1
+    shot(page, "datasets", request)
+
+    page.click("text=mix")
+    page.wait_for_url(f"{url}/datasets/mix")
+    assert "<script>alert('x')</script>" in page.locator("#description").inner_text()  # shown as text ...
+    assert dialogs == []  # ... never run
+
+    page.click("#versions a:text('@1')")
+    page.wait_for_url(f"{url}/datasets/mix/1")
+    # statistics charts
+    assert page.locator("#chart-kinds rect.bar").first.get_attribute("data-value") == "16"
+    widths = [float(b.get_attribute("data-value")) for b in page.locator("#chart-width rect.bar").all()]
+    assert sum(widths) == 16
+    # a sample with its boxes drawn where they are in the picture
+    v = world.lake.open_version("mix")
+    first = v.get(0)
+    card = page.locator(".sample").first
+    assert card.get_attribute("data-key") == first.key
+    img = card.locator(".viewer img")
+    img.evaluate("i => i.decode()")
+    boxes = card.locator("svg.overlay rect.ann-box")
+    assert boxes.count() == len(first.annotations) > 0
+    ib = img.bounding_box()
+    scale = ib["width"] / first.media[0].width
+    for k, ann in enumerate(first.annotations):
+        bb = boxes.nth(k).bounding_box()
+        x0, y0, x1, y1 = ann.xyxy  # type: ignore[misc]
+        assert abs(bb["x"] - (ib["x"] + x0 * scale)) < 2 and abs(bb["y"] - (ib["y"] + y0 * scale)) < 2
+        assert abs(bb["width"] - (x1 - x0) * scale) < 3 and abs(bb["height"] - (y1 - y0) * scale) < 3
+    assert "{box:0}" in card.locator(".ph").first.inner_text()
+    shot(page, "version", request)
+
+    # follow lineage edges upstream: mix@1 <- run mix <- clean@1 <- run clean-captions <- raw@1
+    page.click('#lineage a[data-node="v:clean@1"]')
+    page.wait_for_url(f"{url}/datasets/clean/1")
+    assert page.locator("#made-by").inner_text() == "clean-captions"
+    page.click('#lineage a[data-node="v:raw@1"]')
+    page.wait_for_url(f"{url}/datasets/raw/1")
+    funnel = {b.get_attribute("data-label"): b.get_attribute("data-value") for b in page.locator("#chart-funnel rect.bar").all()}
+    assert funnel["inputs"] == "20" and funnel["kept"] == "14" and funnel["rejected: truncated_image"] == "1"
+    page.click("text=ingest raw")
+    assert page.locator("#run-status").inner_text() == "succeeded"
+    # one sample page with its annotation table
+    page.goto(f"{url}/datasets/mix/1/samples/2")
+    assert page.locator("#annotations tbody tr").count() == len(v.get(2).annotations)
+    shot(page, "sample", request)
+    page.close()
+
+
+def test_login_submit_job_and_change_lifecycle(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    url, world = site
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # anonymous: the form is visible, submitting it is refused with a message
+    page.goto(f"{url}/jobs/new")
+    page.fill("textarea[name=source]", world.raw)
+    page.fill("input[name=dataset]", "from-browser")
+    with page.expect_navigation() as nav:
+        page.click("#job-form button")
+    assert nav.value.status == 401 and "needs a writer token" in page.locator("#error").inner_text()
+    # a bad token is refused, a writer token works
+    page.goto(f"{url}/login")
+    page.fill("input[name=token]", "mml_wrong")
+    page.click("form button")
+    assert "not valid" in page.content()
+    page.fill("input[name=token]", world.tokens["writer"])
+    page.click("form button")
+    page.wait_for_url(f"{url}/datasets")
+    assert "writer-user (writer)" in page.locator("header .who").inner_text()
+    page.goto(f"{url}/jobs/new")
+    page.fill("textarea[name=source]", world.raw)
+    page.fill("input[name=dataset]", "from-browser")
+    page.click("#job-form button")
+    page.wait_for_url(f"{url}/runs/*")
+    page.wait_for_function("document.querySelector('#run-status').innerText === 'succeeded'", timeout=60_000)
+    page.click("#run-outputs a")
+    page.wait_for_url(f"{url}/datasets/from-browser/1")
+    assert page.locator(".sample").count() == 12  # first page of 14 samples
+    shot(page, "job-output", request)
+    # lifecycle needs an admin
+    assert page.locator("#lifecycle").count() == 0
+    page.goto(f"{url}/logout")
+    page.goto(f"{url}/login")
+    page.fill("input[name=token]", world.tokens["admin"])
+    page.click("form button")
+    page.goto(f"{url}/datasets/from-browser/1")
+    page.select_option("#lifecycle select", "deprecated")
+    page.click("#lifecycle button")
+    page.wait_for_url(f"{url}/datasets/from-browser/1?msg=*")
+    assert page.locator("#version-state").inner_text() == "deprecated"
+    assert world.reg.get_version("from-browser@1").state == "deprecated"
+    page.close()
