@@ -121,11 +121,25 @@ class Registry:
     # datasets
 
     def _dataset_info(self, s: Session, d: Dataset) -> DatasetInfo:
-        latest = self._latest_row(s, d)
-        n = s.scalar(select(func.count()).select_from(VersionRow).where(VersionRow.dataset_id == d.id)) or 0
-        return DatasetInfo(d.name, d.kind, d.owner, d.description or "", list(d.tags or []), d.state,
-                           _iso(d.created_at) or "", _iso(d.updated_at) or "", versions=n,
-                           latest=latest.number if latest else None, samples=latest.samples if latest else None)
+        return self._dataset_infos(s, [d])[0]
+
+    def _dataset_infos(self, s: Session, ds: Sequence[Dataset]) -> list[DatasetInfo]:
+        """Infos for many datasets in three queries (not 2 per dataset)."""
+        ids = [d.id for d in ds]
+        if not ids:
+            return []
+        counts = dict(s.execute(select(VersionRow.dataset_id, func.count()).where(VersionRow.dataset_id.in_(ids))
+                                .group_by(VersionRow.dataset_id)).all())
+        newest = (select(VersionRow.dataset_id, func.max(VersionRow.number).label("n"))
+                  .where(VersionRow.dataset_id.in_(ids), VersionRow.state.in_(("active", "deprecated")))
+                  .group_by(VersionRow.dataset_id).subquery())
+        latest = {dsid: (num, samples) for dsid, num, samples in s.execute(
+            select(VersionRow.dataset_id, VersionRow.number, VersionRow.samples).join(
+                newest, (newest.c.dataset_id == VersionRow.dataset_id) & (newest.c.n == VersionRow.number))).all()}
+        return [DatasetInfo(d.name, d.kind, d.owner, d.description or "", list(d.tags or []), d.state,
+                            _iso(d.created_at) or "", _iso(d.updated_at) or "", versions=counts.get(d.id, 0),
+                            latest=latest[d.id][0] if d.id in latest else None,
+                            samples=latest[d.id][1] if d.id in latest else None) for d in ds]
 
     def _dataset(self, s: Session, name: str, lock: bool = False) -> Dataset:
         parse_registry_ref(name)
@@ -197,7 +211,7 @@ class Registry:
             rows = s.scalars(stmt).all()
             if tag:
                 rows = [d for d in rows if tag in (d.tags or [])]
-            return [self._dataset_info(s, d) for d in rows]
+            return self._dataset_infos(s, rows)
 
     # ------------------------------------------------------------------------------------
     # versions

@@ -159,45 +159,16 @@ def caption_folder(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 # PostgreSQL: a real server (Debian's package), initdb'd as the unprivileged postgres user in a
 # temp dir, listening on 127.0.0.1 only; a fresh database per test.
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*cmd: str) -> list[str]:
-    return list(cmd) if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *cmd]
-
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """``postgresql+psycopg://mmlake@127.0.0.1:PORT``: a throwaway cluster for the session."""
-    import tempfile
+def pg_server() -> Iterator[object]:
+    from registry.devdb import TempPostgres
 
-    assert (PG_BIN / "initdb").exists(), "PostgreSQL 15 is not installed: run `make test` (it installs postgresql)"
-    root = Path(tempfile.mkdtemp(prefix="mmlake-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    port = free_port()
-    data = root / "data"
-    subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "mmlake", "--auth=trust", "-E", "UTF8",
-                                "--no-sync"), check=True, capture_output=True)
-    subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o",
-                                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200", "-w",
-                                "start"), check=True, capture_output=True)
+    pg = TempPostgres.start()
     try:
-        yield f"postgresql+psycopg://mmlake@127.0.0.1:{port}"
+        yield pg
     finally:
-        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"),
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def new_pg_database(server: str) -> str:
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.replace("+psycopg", "") + "/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{server}/{name}"
+        pg.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -205,4 +176,4 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The same registry tests run on SQLite and on a real PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.db'}"
-    return new_pg_database(request.getfixturevalue("pg_server"))
+    return request.getfixturevalue("pg_server").new_database()  # type: ignore[no-any-return]

@@ -36,7 +36,7 @@ def highlight_placeholders(text: str, annotations: list[dict[str, Any]]) -> Mark
 def _overlay(anns: list[tuple[int, dict[str, Any]]], w: int, h: int) -> Markup:
     parts = [f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" data-width="{w}" data-height="{h}">']
     r = max(3.0, min(w, h) / 90)
-    fs = max(10.0, min(w, h) / 28)
+    fs = max(7.0, min(w, h) / 40)
     for i, a in anns:
         label = a.get("label") or a.get("text") or a.get("action") or ""
         lab = escape(f"{i}: {label}" if label else str(i))

@@ -1,0 +1,54 @@
+"""Re-make the README's screenshots of the web registry (real pages, real data).
+
+    .venv/bin/python docs/screenshots.py
+
+Runs the demo into a temp home (a caption corpus with rejects, annotated shapes, a derived
+version with lineage), serves the registry on 127.0.0.1 and photographs it with Playwright
+driving Debian's Chromium. Writes docs/images/*.png.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def main() -> None:
+    import importlib.util
+
+    from playwright.sync_api import sync_playwright
+
+    from registry.api import ApiSettings, create_app
+    from registry.service import Registry
+
+    spec = importlib.util.spec_from_file_location("regfix", ROOT / "tests/registry/conftest.py")
+    regfix = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["regfix"] = regfix
+    spec.loader.exec_module(regfix)  # type: ignore[union-attr]
+    tmp = Path(tempfile.mkdtemp(prefix="mmlake-shots-"))
+    reg = Registry(f"sqlite:///{tmp / 'registry.db'}")
+    world = regfix.populate(reg, tmp)
+    out = ROOT / "docs" / "images"
+    out.mkdir(parents=True, exist_ok=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with regfix.serve(create_app(reg, ApiSettings(lake_uri=world.lake.uri))) as url, sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = b.new_page(viewport={"width": 1280, "height": 860})
+        for name, path, full in (("datasets", "/datasets", False), ("version-page", "/datasets/mix/1", True),
+                                 ("sample", "/datasets/mix/1/samples/2", False), ("raw-version", "/datasets/raw/1", False)):
+            page.goto(url + path)
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(out / f"{name}.png"), full_page=full)
+            print(f"wrote {out / f'{name}.png'}")
+        b.close()
+    os.environ.pop("MMLAKE_HOME", None)
+
+
+if __name__ == "__main__":
+    main()

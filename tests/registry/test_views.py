@@ -1,0 +1,65 @@
+"""View models of the web registry: every annotation kind drawn, text escaped, lineage laid out."""
+
+from __future__ import annotations
+
+import re
+
+from dashboards.charts import bar_chart, edge_labels, funnel_chart, histogram_chart
+from registry.types import LineageGraph
+from registry.web import funnel_from_counts
+from registry.web.views import lineage_svg, sample_view
+
+
+def test_every_annotation_kind_is_drawn_and_text_is_escaped() -> None:
+    record = {
+        "key": "k", "kind": "agent", "source": {"uri": "x"},
+        "media": [{"name": "0.png", "mime": "image/png", "width": 200, "height": 100},
+                  {"name": "mp4", "mime": "video/mp4", "width": 64, "height": 64, "duration_s": 10.0}],
+        "content": [{"text": "tap {point:1} on <b>{box:0}</b>"}, {"media": 0}, {"text": "then watch"}, {"media": 1}],
+        "annotations": [
+            {"media": 0, "type": "box", "xyxy": [10, 20, 60, 40], "role": "ui_element", "label": "<script>x</script>"},
+            {"media": 0, "type": "point", "xy": [30, 30], "role": "action", "action": "click"},
+            {"media": 0, "type": "polygon", "points": [[0, 0], [50, 0], [50, 10]], "role": "ocr_line", "text": "Hello"},
+            {"media": 1, "type": "segment", "t0": 2.0, "t1": 5.0, "text": "a dog runs"},
+        ],
+    }
+    v = sample_view(record, lambda name: f"/m/{name}")
+    img, vid = v["media"]
+    svg = str(img["overlay"])
+    assert svg.count('class="ann-box"') == 1 and svg.count('class="ann-point"') == 1 and svg.count('class="ann-polygon"') == 1
+    assert 'x="10" y="20" width="50" height="20"' in svg and 'cx="30" cy="30"' in svg and 'points="0,0 50,0 50,10"' in svg
+    assert "&lt;script&gt;" in svg and "<script>" not in svg
+    assert "Hello" in svg and "click" in svg and 'viewBox="0 0 200 100"' in svg
+    assert vid["is_video"] and 'class="seg"' in str(vid["timeline"]) and 'x="120.0"' in str(vid["timeline"])
+    text = str(v["parts"][0]["text"])
+    assert "&lt;b&gt;" in text and text.count('class="ph"') == 2 and "box 0: &lt;script&gt;x&lt;/script&gt;" in text
+    assert [("media" in p) for p in v["parts"]] == [False, True, False, True]  # interleaved order kept
+
+
+def test_lineage_layout_puts_upstream_left_and_links_every_node() -> None:
+    g = LineageGraph("v:b@1", [
+        {"id": "v:a@1", "type": "version", "ref": "a@1", "samples": 1, "state": "active"},
+        {"id": "r:1", "type": "run", "run_id": "1", "name": "clean", "kind": "pipeline", "status": "succeeded"},
+        {"id": "v:b@1", "type": "version", "ref": "b@1", "samples": 1, "state": "active"},
+        {"id": "r:2", "type": "run", "run_id": "2", "name": "<mix>", "kind": "pipeline", "status": "failed"},
+        {"id": "v:c@1", "type": "version", "ref": "c@1", "samples": 1, "state": "deprecated"},
+    ], [("v:a@1", "r:1"), ("r:1", "v:b@1"), ("v:b@1", "r:2"), ("r:2", "v:c@1")])
+    svg = str(lineage_svg(g, lambda r: f"/v/{r}", lambda r: f"/r/{r}"))
+    xs = {m.group(1): float(m.group(2)) for m in re.finditer(r'data-node="([^"]+)"><g[^>]*><rect x="([\d.]+)"', svg)}
+    assert xs["v:a@1"] < xs["r:1"] < xs["v:b@1"] < xs["r:2"] < xs["v:c@1"]
+    assert svg.count("<a href=") == 5 and 'href="/r/2"' in svg and "&lt;mix&gt;" in svg
+    assert svg.count('class="edge"') == 4 and 'class="node version root"' in svg
+
+
+def test_charts_and_funnel() -> None:
+    assert edge_labels([0, 64, 128]) == ["0–64", "64–128", "≥128"]
+    assert edge_labels([0, 1024], "bytes") == ["0 B–1.0 KB", "≥1.0 KB"]
+    h = str(histogram_chart({"edges": [0, 64, 128, 256], "counts": [0, 3, 5, 0]}, "w", chart_id="c"))
+    assert re.findall(r'data-value="([\d.]+)"', h) == ["3", "5"]  # empty outer bins trimmed
+    assert "no data" in str(bar_chart([], [], "empty"))
+    steps = funnel_from_counts({"inputs": 10, "rejected": {"a": 1, "b": 3}, "filtered": {"small": 2}, "duplicates": 1,
+                                "kept": 3})
+    assert steps == [("inputs", 10), ("rejected: b", 3), ("rejected: a", 1), ("filtered: small", 2), ("duplicates", 1),
+                     ("kept", 3)]
+    assert str(funnel_chart(steps, "f")).count('class="bar"') == 6
+    assert "&lt;x&gt;" in str(bar_chart(["<x>"], [1], "<t>"))
