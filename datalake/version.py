@@ -76,6 +76,7 @@ class Manifest:
     stats: dict[str, Any]
     rejects: dict[str, Any] | None = None
     created: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, str] = field(default_factory=dict)  # sidecar tables (scores, signatures): name -> path
 
     @property
     def samples(self) -> int:
@@ -107,7 +108,7 @@ class Manifest:
             "dataset": self.dataset, "version": self.version, "digest": self.digest,
             "schema_version": self.schema_version, "samples": self.samples, "bytes": self.bytes,
             "shards": [s.to_json() for s in self.shards], "stats": self.stats,
-            "rejects": self.rejects, "created": self.created,
+            "rejects": self.rejects, "created": self.created, "extras": self.extras,
         }
 
     def to_bytes(self) -> bytes:
@@ -122,7 +123,7 @@ class Manifest:
             m = cls(dataset=d["dataset"], version=d["version"], digest=d["digest"],
                     schema_version=d["schema_version"],
                     shards=tuple(ShardInfo.from_json(s) for s in d["shards"]), stats=d["stats"],
-                    rejects=d.get("rejects"), created=d.get("created", {}))
+                    rejects=d.get("rejects"), created=d.get("created", {}), extras=d.get("extras", {}))
         except (ValueError, KeyError, TypeError) as exc:
             raise VersionError(f"{where} is not a valid mmlake manifest: {exc}") from None
         expect = cls.content_digest(m.dataset, m.schema_version, m.shards, m.stats, m.rejects)
@@ -198,24 +199,12 @@ class VersionWriter:
         if self._done:
             raise RuntimeError("this version is already committed or aborted")
         self._flush()
-        stats = self.stats.to_json()
-        digest = Manifest.content_digest(self.dataset, SCHEMA_VERSION, self.shards, stats, self.rejects)
-        version = digest.split(":")[1][:12]
-        created = {"at": _now(), "write_id": self.write_id, **self.created}
-        manifest = Manifest(self.dataset, version, digest, SCHEMA_VERSION, tuple(self.shards), stats,
-                            self.rejects, created)
-        path = f"versions/{version}.json"
-        if self.store.exists(path):
-            # the same content is already a version: versions are immutable, so keep it as it is
-            # (its creation info included) and drop what we staged
-            existing = DatasetVersion.open(self.store.url(path), self.store)
-            self.abort()
-            self.store.put("refs/latest", version.encode())
-            return existing
-        self.store.put(path, manifest.to_bytes())
-        self.store.put("refs/latest", version.encode())
+        version, existed = commit_shards(self.store, self.dataset, self.shards, self.stats, rejects=self.rejects,
+                                         created={"write_id": self.write_id, **self.created})
+        if existed:
+            self.abort()  # identical content was already a version: drop what we staged
         self._done = True
-        return DatasetVersion(self.store, manifest, self.store.url(path))
+        return version
 
     def abort(self) -> None:
         """Drop staged shards (best effort) and publish nothing."""
@@ -226,6 +215,28 @@ class VersionWriter:
             self._current.abort()
         for path in list(self.store.list(self.prefix)):
             self.store.delete(path)
+
+
+def commit_shards(store: Store, dataset: str, shards: Sequence[ShardInfo], stats: VersionStats, *,
+                  rejects: dict[str, Any] | None = None, created: dict[str, Any] | None = None,
+                  extras: dict[str, str] | None = None) -> tuple[DatasetVersion, bool]:
+    """Write the manifest over already-uploaded shards (the last write of a version).
+
+    ``store`` is the dataset directory. Returns (version, existed): when a version with the
+    same content id exists, it is returned untouched -- versions are immutable."""
+    st = stats.to_json()
+    digest = Manifest.content_digest(dataset, SCHEMA_VERSION, shards, st, rejects)
+    version = digest.split(":")[1][:12]
+    path = f"versions/{version}.json"
+    if store.exists(path):
+        existing = DatasetVersion.open(store.url(path), store)
+        store.put("refs/latest", version.encode())
+        return existing, True
+    manifest = Manifest(dataset, version, digest, SCHEMA_VERSION, tuple(shards), st, rejects,
+                        {"at": _now(), **(created or {})}, dict(extras or {}))
+    store.put(path, manifest.to_bytes())
+    store.put("refs/latest", version.encode())
+    return DatasetVersion(store, manifest, store.url(path)), False
 
 
 class DatasetVersion:
@@ -410,4 +421,4 @@ def write_version(lake: Lake, dataset: str, samples: Iterable[Sample], **kw: Any
         return w.commit()
 
 
-__all__ += ["write_version", "ShardError"]
+__all__ += ["write_version", "commit_shards", "ShardError"]

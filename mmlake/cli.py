@@ -262,6 +262,68 @@ def schema_cmd(write: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# pipelines
+
+
+@main.command("run")
+@click.argument("spec_path", metavar="SPEC.yaml")
+@click.option("--runner", type=click.Choice(["local", "ray", "spark"]), default=None,
+              help="Override the spec's runner (its runner_options are then dropped).")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, lake: str | None, as_json: bool) -> None:
+    """Run a pipeline spec (filters, dedupe ...) into a new registered version.
+
+    With --json, prints one object: run_id, output (name@N), inputs, kept, filtered (reason ->
+    count), duplicates, rejected (reason -> count)."""
+    from pipelines.run import run_pipeline
+    from pipelines.spec import load_spec
+
+    settings = _settings(ctx).with_lake(lake)
+    spec = load_spec(spec_path).with_runner(runner)
+    summary = run_pipeline(spec, settings.open_lake(), settings.registry_client(), progress=None if not as_json else False)
+
+    def human() -> None:
+        click.echo(f"{summary['output']} ({summary['version']}): kept {summary['kept']} of {summary['samples_in']}; "
+                   f"filtered {summary['filtered']}; duplicates {summary['duplicates']}; rejected {summary['rejected']}")
+        click.echo(f"run {summary['run_id']} on {summary['runner']}; tasks computed {summary['tasks']['computed']}, "
+                   f"resumed {summary['tasks']['resumed']}")
+
+    _emit(as_json, summary, human)
+
+
+@main.group("pipelines")
+def pipelines_group() -> None:
+    """Pipeline stages and specs."""
+
+
+@pipelines_group.command("stages")
+@json_option
+def stages_cmd(as_json: bool) -> None:
+    """List the registered stages and their parameters."""
+    import dataclasses
+
+    from pipelines.spec import STAGES
+
+    rows = {n: {"kind": c.kind, "params": {f.name: f.default for f in dataclasses.fields(c.Config)}}
+            for n, c in sorted(STAGES.items())}
+    _emit(as_json, rows, lambda: [click.echo(f"{n:14} {r['kind']:7} {r['params']}") for n, r in rows.items()])
+
+
+@pipelines_group.command("check")
+@click.argument("spec_path", metavar="SPEC.yaml")
+@_user_errors
+def check_cmd(spec_path: str) -> None:
+    """Validate a spec without running it."""
+    from pipelines.spec import load_spec
+
+    spec = load_spec(spec_path)
+    click.echo(f"{spec_path}: OK ({len(spec.stages)} stages, runner {spec.runner}, output {spec.output})")
+
+
+# ---------------------------------------------------------------------------------------------
 # registry
 
 

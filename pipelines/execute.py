@@ -1,0 +1,214 @@
+"""One task of one pass: the code every runner runs, in whatever process it runs it.
+
+A pipeline is cut into passes at its dedupe blocks: pass *k* reads its partition (an input
+range, or what pass *k-1* staged), drops the samples the driver decided are duplicates, runs
+the per-sample stages of segment *k*, computes the signatures of dedupe block *k*, and writes
+its survivors as a shard -- staged for the next pass, or final. Its result (accounting rows,
+scores, signatures, the shard) is written as a completion marker *after* the shard, so a
+relaunched job loads finished tasks and redoes only the others.
+
+Errors: a stage raises ``Reject`` for a bad sample (accounted, never fatal); an unexpected
+exception is accounted as ``stage_error`` too, but ``MAX_CONSECUTIVE_ERRORS`` of them in a row
+mean something systematic is wrong, and the task fails naming dataset, shard and key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pickle
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from datalake import DatasetVersion, Lake, Sample
+from datalake.shards import ShardInfo, ShardReader, ShardWriter, decode_members
+from datalake.stats import VersionStats
+from datalake.store import open_store
+from pipelines.stage import DedupeStage, FilterStage, MapStage, Reject, Stage, build_stage
+
+__all__ = ["TaskSpec", "run_task", "read_range", "MAX_CONSECUTIVE_ERRORS", "marker_path"]
+
+MAX_CONSECUTIVE_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task: int
+    pass_no: int
+    lake_uri: str
+    output: str
+    write_id: str
+    stages: tuple[tuple[str, dict[str, Any]], ...]
+    segment: tuple[int, ...]  # indices of per-sample stages run in this pass
+    block: tuple[int, ...]  # indices of dedupe stages whose signatures this pass computes
+    source: tuple[Any, ...]  # ("input", manifest_uri, shard, start, stop) | ("staged", ShardInfo json)
+    final: bool
+    input_ref: str
+    drop: dict[str, tuple[str, str, str, str, str | None]] = field(default_factory=dict)
+    reuse_scores: str | None = None  # a scores.parquet URI
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def marker_path(write_id: str, pass_no: int, task: int) -> str:
+    return f"shards/{write_id}/pass{pass_no}/task-{task:05d}.result.pkl"
+
+
+@lru_cache(maxsize=8)
+def _stages(stages: str) -> list[Stage]:
+    built = [build_stage(n, p) for n, p in json.loads(stages)]
+    for s in built:
+        s.setup()  # once per worker process
+    return built
+
+
+@lru_cache(maxsize=4)
+def _scores(uri: str) -> dict[tuple[str, str], dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    head, _, name = uri.rpartition("/")
+    table = pq.read_table(io.BytesIO(open_store(head).read(name)))
+    return {(r["key"], r["stage"]): json.loads(r["scores"]) for r in table.to_pylist()}
+
+
+def read_range(version: DatasetVersion, shard: int, start: int, stop: int) -> list[Sample]:
+    """Samples ``[start, stop)`` of a shard with one ranged read."""
+    return _read_entries(version.shard(shard), start, stop)
+
+
+def _read_entries(reader: ShardReader, start: int, stop: int) -> list[Sample]:
+    entries = reader.index.entries[start:stop]
+    if not entries:
+        return []
+    base = entries[0].offset
+    blob = reader.store.read_range(reader.info.path, base, entries[-1].offset + entries[-1].length - base)
+    out = []
+    for e in entries:
+        o = e.offset - base
+        members = {k: blob[o + off: o + off + size] for k, (off, size) in e.members.items()}
+        out.append(decode_members(members, e.key, reader.where))
+    return out
+
+
+def _load(t: TaskSpec) -> list[Sample]:
+    if t.source[0] == "input":
+        _, uri, shard, start, stop = t.source
+        return read_range(DatasetVersion.open(uri), shard, start, stop)
+    if t.source[1] is None:  # the previous pass kept nothing of this task
+        return []
+    info = ShardInfo.from_json(t.source[1])
+    store = Lake.open(t.lake_uri).dataset_store(t.output)
+    return _read_entries(ShardReader(store, info), 0, info.samples)
+
+
+def run_task(t: TaskSpec) -> dict[str, Any]:
+    for k, v in t.env.items():
+        os.environ.setdefault(k, v)
+    store = Lake.open(t.lake_uri).dataset_store(t.output)
+    marker = marker_path(t.write_id, t.pass_no, t.task)
+    if store.exists(marker):
+        result = pickle.loads(store.read(marker))
+        result["resumed"] = True
+        return result  # type: ignore[no-any-return]
+    stages = _stages(json.dumps([list(s) for s in t.stages]))
+    reuse = _scores(t.reuse_scores) if t.reuse_scores else {}
+    where = f"{t.input_ref} task {t.task} ({t.source[0]} {t.source[1] if t.source[0] == 'input' else ''})"
+    outcomes: list[dict[str, Any]] = []
+    scores_rows: list[dict[str, Any]] = []
+    survivors: list[Sample] = []
+    errors_in_a_row = 0
+    n_in = 0
+    scored = 0
+    for s in _load(t):
+        n_in += 1
+        if s.key in t.drop:
+            outcome, stage, reason, detail, dup_of = t.drop[s.key]
+            outcomes.append(_row(s.key, t.input_ref, outcome, stage, reason, detail, dup_of, None))
+            continue
+        current = s
+        try:
+            for i in t.segment:
+                st = stages[i]
+                if isinstance(st, MapStage):
+                    current = st.map(current)
+                elif isinstance(st, FilterStage):
+                    sc = reuse.get((current.key, st.name))
+                    if sc is None:
+                        sc = st.score(current)
+                        scored += 1
+                    scores_rows.append({"key": current.key, "stage": st.name, "scores": json.dumps(sc)})
+                    meta = dict(current.meta)
+                    meta["scores"] = {**meta.get("scores", {}), st.name: sc}
+                    current = dataclasses.replace(current, meta=meta)
+                    reason = st.decide(sc)
+                    if reason:
+                        outcomes.append(_row(s.key, t.input_ref, "filtered", st.name, reason, "", None, sc))
+                        break
+            else:
+                survivors.append(current)
+            errors_in_a_row = 0
+        except Reject as r:
+            outcomes.append(_row(s.key, t.input_ref, "rejected", stages[i].name, r.reason, r.detail, None, None))
+            errors_in_a_row = 0
+        except Exception as exc:  # noqa: BLE001 - one bad sample must not kill the run ...
+            errors_in_a_row += 1
+            if errors_in_a_row >= MAX_CONSECUTIVE_ERRORS:  # ... but a systematic failure does
+                raise RuntimeError(f"stage {stages[i].name} failed on {errors_in_a_row} samples in a row, last at "
+                                   f"dataset {t.input_ref}, {where}, key {s.key!r}: {type(exc).__name__}: {exc}") from exc
+            outcomes.append(_row(s.key, t.input_ref, "rejected", stages[i].name, "stage_error",
+                                 f"{type(exc).__name__}: {exc}", None, None))
+    items, survivors = _signatures(stages, t, survivors, outcomes)
+    shard: ShardInfo | None = None
+    stats = VersionStats()
+    if survivors:
+        name = f"part-{t.task:05d}.tar" if t.final else f"pass{t.pass_no}/task-{t.task:05d}.tar"
+        w = ShardWriter(store, f"shards/{t.write_id}/{name}")
+        for s in survivors:
+            w.add(s)
+            if t.final:
+                stats.add(s)
+        shard = w.close()
+    result = {"task": t.task, "pass": t.pass_no, "inputs": n_in, "outcomes": outcomes, "scores": scores_rows,
+              "items": items, "shard": shard.to_json() if shard else None, "stats": stats.to_json(),
+              "kept": len(survivors), "scored": scored, "resumed": False}
+    store.put(marker, pickle.dumps(result))
+    return result
+
+
+def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample],
+                outcomes: list[dict[str, Any]]) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[Sample]]:
+    """(key, rank, {stage: signature}) for each survivor; samples whose signature cannot be
+    computed are rejected here."""
+    if not t.block:
+        return [], survivors
+    sigs: dict[str, dict[str, Any]] = {s.key: {} for s in survivors}
+    alive = list(survivors)
+    for i in t.block:
+        st = stages[i]
+        assert isinstance(st, DedupeStage)
+        try:
+            values = st.signatures(alive)
+        except Reject:
+            values = []
+            for s in alive:
+                try:
+                    values.append(st.signature(s))
+                except Reject as r:
+                    values.append(r)
+        kept = []
+        for s, v in zip(alive, values, strict=True):
+            if isinstance(v, Reject):
+                outcomes.append(_row(s.key, t.input_ref, "rejected", st.name, v.reason, v.detail, None, None))
+            else:
+                sigs[s.key][st.name] = v
+                kept.append(s)
+        alive = kept
+    return [(s.key, type(stages[t.block[0]]).rank(s), sigs[s.key]) for s in alive], alive
+
+
+def _row(key: str, ref: str, outcome: str, stage: str, reason: str, detail: str, dup_of: str | None,
+         scores: dict[str, Any] | None) -> dict[str, Any]:
+    return {"key": key, "input": ref, "outcome": outcome, "stage": stage, "reason": reason, "detail": detail,
+            "duplicate_of": dup_of, "scores": json.dumps(scores) if scores is not None else None}

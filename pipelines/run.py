@@ -1,0 +1,262 @@
+"""Running a pipeline spec: plan tasks, run passes on a runner, resolve duplicates, commit.
+
+1. Inputs are resolved through the registry (``name@latest`` ...); raw URIs are ingested first
+   (recorded as their own run). Each input version is cut into tasks of ``partition_size``
+   samples; a key that appears in two inputs is rejected (``duplicate_key``) up front.
+2. Passes run on the runner (see ``pipelines.execute``). After a pass that computed dedupe
+   signatures, the driver groups band records on the runner, unions verified pairs and marks
+   every non-keeper ``duplicate`` (with the key it duplicates); the next pass drops them.
+   ``against`` versions take part with their stored signatures and always win.
+3. The final pass's shards are committed as the output version (manifest last), with the
+   rejects table (every filtered, duplicate and rejected input with stage and reason), the
+   scores table (for re-applying thresholds) and the signatures table (for dedupe against this
+   version later). The run, its counts and its lineage go to the registry.
+
+The write location is derived from the spec and the inputs' content ids, and every task
+leaves a completion marker, so re-running a killed job redoes only unfinished tasks and
+yields the same version digest.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections import Counter
+from typing import Any
+
+from datalake import DatasetVersion, Lake
+from datalake.shards import ShardInfo
+from datalake.stats import VersionStats
+from datalake.version import commit_shards
+from pipelines.dedupe_core import clusters
+from pipelines.execute import TaskSpec, run_task
+from pipelines.runners import make_runner
+from pipelines.spec import PipelineSpec
+from pipelines.stage import DedupeStage, SpecError
+
+__all__ = ["run_pipeline", "plan_passes"]
+
+
+def plan_passes(stages: list[Any]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """[(per-sample stage indices, dedupe stage indices)] per pass; the last pass has no block."""
+    passes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    seg: list[int] = []
+    block: list[int] = []
+    for i, st in enumerate(stages):
+        if isinstance(st, DedupeStage):
+            block.append(i)
+        else:
+            if block:
+                passes.append((tuple(seg), tuple(block)))
+                seg, block = [], []
+            seg.append(i)
+    if block:
+        passes.append((tuple(seg), tuple(block)))
+        seg = []
+    passes.append((tuple(seg), ()))
+    return passes
+
+
+def _is_uri(s: str) -> bool:
+    return "://" in s or s.startswith((".", "/")) or os.path.exists(s)
+
+
+def _resolve_inputs(spec: PipelineSpec, lake: Lake, client: Any,
+                    progress: bool | None) -> tuple[list[tuple[str, DatasetVersion]], Any]:
+    from datalake.ingest import IngestConfig
+    from registry.jobs import run_ingest
+
+    refs = [r for r in spec.inputs if not _is_uri(r)]
+    raws = [r for r in spec.inputs if _is_uri(r)]
+    out = []
+    for ref in refs:
+        info = client.resolve(ref, for_read=True)
+        out.append((info.ref, DatasetVersion.open(info.manifest_uri)))
+    ingested = None
+    if raws:  # raw sources are ingested first, as their own recorded run
+        run, ingested = run_ingest(client, lake, raws, IngestConfig(dataset=f"{spec.name}-input"), progress=progress)
+        info = client.get_version(run.outputs[0])
+        out.append((info.ref, DatasetVersion.open(info.manifest_uri)))
+    return out, ingested
+
+
+def _plan_tasks(inputs: list[tuple[str, DatasetVersion]], size: int) -> tuple[list[tuple[str, tuple[Any, ...]]],
+                                                                             dict[int, dict[str, Any]]]:
+    tasks: list[tuple[str, tuple[Any, ...]]] = []
+    drops: dict[int, dict[str, Any]] = {}
+    seen: dict[str, str] = {}
+    for ref, v in inputs:
+        for j, info in enumerate(v.manifest.shards):
+            keys = [e.key for e in v.shard(j).index.entries]
+            for start in range(0, info.samples, size):
+                t = len(tasks)
+                tasks.append((ref, ("input", v.uri, j, start, min(info.samples, start + size))))
+                for k in keys[start:start + size]:
+                    if k in seen:
+                        drops.setdefault(t, {})[k] = ("rejected", "input", "duplicate_key",
+                                                      f"key {k!r} is also in {seen[k]}", None)
+                    else:
+                        seen[k] = ref
+    return tasks, drops
+
+
+def _load_table(store: Any, path: str) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(store.read(path))).to_pylist()  # type: ignore[no-any-return]
+
+
+def _parquet(rows: list[dict[str, Any]], columns: dict[str, Any]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in columns.items()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool | None = None,
+                 runner: Any = None, on_pass: Any = None) -> dict[str, Any]:
+    """Run ``spec``; returns the summary (``run_id``, ``output``, ``inputs``, ``kept``,
+    ``filtered``, ``duplicates``, ``rejected`` ...)."""
+    import pyarrow as pa
+
+    stages = spec.build()
+    passes = plan_passes(stages)
+    inputs, ingested = _resolve_inputs(spec, lake, client, progress)
+    write_id = spec.fingerprint([v.manifest.digest for _, v in inputs])
+    tasks, drops = _plan_tasks(inputs, spec.partition_size)
+    reuse_uri = None
+    if spec.reuse_scores:
+        prev = client.open_version(spec.reuse_scores, for_read=False)
+        if "scores" not in prev.manifest.extras:
+            raise SpecError(f"reuse_scores: {spec.reuse_scores} has no stored scores (it was not made by a pipeline)")
+        reuse_uri = prev.store.url(prev.manifest.extras["scores"])
+    against: list[tuple[str, dict[str, Any]]] = []  # (ref/key, {stage: sig}) of reference versions
+    for ref in spec.against:
+        v = client.open_version(ref, for_read=False)
+        info = client.resolve(ref, for_read=False)
+        if "signatures" not in v.manifest.extras:
+            raise SpecError(f"against: {ref} has no stored signatures (only pipeline outputs with dedupe stages do)")
+        for row in _load_table(v.store, v.manifest.extras["signatures"]):
+            against.append((f"{info.ref}/{row['key']}", pickle.loads(row["sigs"])))
+    env = {k: v for k, v in os.environ.items() if k.startswith(("MMLAKE_", "AWS_"))}
+    run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
+                           parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id})
+    own_runner = runner is None
+    runner = runner or make_runner(spec.runner, spec.runner_options, progress)
+    try:
+        outcomes: list[dict[str, Any]] = []
+        scores: list[dict[str, Any]] = []
+        sig_rows: list[dict[str, Any]] = []
+        sources: list[tuple[Any, ...]] = [src for _, src in tasks]
+        computed = resumed = scored = 0
+        results: list[dict[str, Any]] = []
+        for k, (seg, block) in enumerate(passes):
+            final = k == len(passes) - 1
+            specs = [TaskSpec(task=i, pass_no=k, lake_uri=lake.uri, output=spec.output, write_id=write_id,
+                              stages=spec.stages, segment=seg, block=block, source=sources[i], final=final,
+                              input_ref=tasks[i][0], drop=drops.get(i, {}), reuse_scores=reuse_uri, env=env)
+                     for i in range(len(tasks))]
+            results = runner.map_tasks(run_task, specs, desc=f"{spec.name} pass {k + 1}/{len(passes)}")
+            computed += sum(not r["resumed"] for r in results)
+            resumed += sum(bool(r["resumed"]) for r in results)
+            scored += sum(r["scored"] for r in results if not r["resumed"])
+            for r in results:
+                outcomes.extend(r["outcomes"])
+                scores.extend(r["scores"])
+            if on_pass:
+                on_pass(k, results)
+            drops = {}
+            sources = [("staged", r["shard"]) if r["shard"] else ("staged", None) for r in results]
+            if block:
+                drops, sigs = _resolve_duplicates(runner, stages, block, spec, results, tasks, against)
+                sig_rows.extend(sigs)
+        kept_shards = [ShardInfo.from_json(r["shard"]) for r in results if r["shard"]]
+        stats = VersionStats()
+        for r in results:
+            stats.merge(VersionStats.from_json(r["stats"]))
+        counts = _summarise(outcomes, sum(r["kept"] for r in results), sum(len(v) for _, v in inputs))
+        if ingested is not None:  # raw inputs: the ingest's rejects are this job's rejects too
+            counts["samples_in"] += sum(ingested.rejected.values())
+            counts["rejected"] = dict(sorted((Counter(counts["rejected"]) + Counter(ingested.rejected)).items()))
+            counts["ingest"] = {"inputs": ingested.inputs, "ingested": ingested.ingested, "rejected": ingested.rejected}
+        store = lake.dataset_store(spec.output)
+        prefix = f"shards/{write_id}"
+        reasons = Counter(f"{o['outcome']}:{o['reason']}" for o in outcomes)
+        rejects = None
+        extras: dict[str, str] = {}
+        if outcomes:
+            store.put(f"{prefix}/rejects.parquet", _parquet(outcomes, {c: pa.string() for c in (
+                "key", "input", "outcome", "stage", "reason", "detail", "duplicate_of", "scores")}))
+            rejects = {"path": f"{prefix}/rejects.parquet", "count": len(outcomes), "reasons": dict(sorted(reasons.items()))}
+        if scores:
+            store.put(f"{prefix}/scores.parquet", _parquet(scores, {"key": pa.string(), "stage": pa.string(),
+                                                                     "scores": pa.string()}))
+            extras["scores"] = f"{prefix}/scores.parquet"
+        if sig_rows:
+            store.put(f"{prefix}/signatures.parquet", _parquet(sig_rows, {"key": pa.string(), "sigs": pa.binary()}))
+            extras["signatures"] = f"{prefix}/signatures.parquet"
+        version, _existed = commit_shards(store, spec.output, kept_shards, stats, rejects=rejects, extras=extras,
+                                          created={"by": f"mmlake run {spec.name}", "run_id": run.id,
+                                                   "write_id": write_id})
+        for k in range(len(passes)):  # staged passes are no longer needed once the version exists
+            for path in list(store.list(f"{prefix}/pass{k}")):
+                store.delete(path)
+    except BaseException as exc:
+        try:
+            client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            raise
+    finally:
+        if own_runner:
+            runner.close()
+    done = client.finish_run(run.id, "succeeded", counts=counts, outputs=[version.uri])
+    return {"run_id": run.id, "output": done.outputs[0], "version": version.manifest.version,
+            "manifest": version.uri, "inputs": [ref for ref, _ in inputs], **counts, "runner": spec.runner,
+            "tasks": {"computed": computed, "resumed": resumed}, "scored": scored}
+
+
+def _summarise(outcomes: list[dict[str, Any]], kept: int, n_inputs: int) -> dict[str, Any]:
+    filtered = Counter(o["reason"] for o in outcomes if o["outcome"] == "filtered")
+    rejected = Counter(o["reason"] for o in outcomes if o["outcome"] == "rejected")
+    duplicates = sum(1 for o in outcomes if o["outcome"] == "duplicate")
+    total = kept + sum(filtered.values()) + sum(rejected.values()) + duplicates
+    if total != n_inputs:  # an internal invariant: every input is accounted for exactly once
+        raise AssertionError(f"accounting does not close: {total} outcomes for {n_inputs} inputs")
+    return {"samples_in": n_inputs, "kept": kept, "filtered": dict(sorted(filtered.items())),
+            "duplicates": duplicates, "rejected": dict(sorted(rejected.items()))}
+
+
+def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], spec: PipelineSpec,
+                        results: list[dict[str, Any]], tasks: list[tuple[str, tuple[Any, ...]]],
+                        against: list[tuple[str, dict[str, Any]]]) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+    """Run the block's dedupe stages in order; decisions per task for the next pass."""
+    items: list[tuple[int, str, Any, dict[str, Any]]] = []  # (task, key, rank, sigs)
+    for r in results:
+        items.extend((r["task"], key, rank, sigs) for key, rank, sigs in r["items"])
+    n_own = len(items)
+    ref_items = [(-1, name, (float("-inf"), name), sigs) for name, sigs in against]
+    everyone = items + ref_items
+    alive = set(range(len(everyone)))
+    decisions: dict[int, dict[str, Any]] = {}
+    for i in block:
+        st = stages[i]
+        stage_spec = spec.stages[i]
+        records = [rec for n in sorted(alive) if everyone[n][3].get(st.name) is not None
+                   for rec in st.band_records(n, everyone[n][3][st.name])]
+        pairs = runner.find_pairs(stage_spec, records)
+        dup = clusters(pairs, {n: everyone[n][2] for n in range(len(everyone))})
+        for n, keeper in sorted(dup.items()):
+            if n >= n_own or n not in alive:
+                continue  # reference items are never removed
+            task, key = everyone[n][0], everyone[n][1]
+            kt, kkey = everyone[keeper][0], everyone[keeper][1]
+            # the key it duplicates; qualified when it lives in another input or a reference version
+            of = kkey if kt < 0 or tasks[kt][0] == tasks[task][0] else f"{tasks[kt][0]}/{kkey}"
+            decisions.setdefault(task, {})[key] = ("duplicate", st.name, "duplicate", f"{st.name} cluster", of)
+            alive.discard(n)
+    sig_rows = [{"key": everyone[n][1], "sigs": pickle.dumps(everyone[n][3])} for n in sorted(alive) if n < n_own]
+    return decisions, sig_rows

@@ -1,0 +1,56 @@
+"""The embedded runner: tasks on a process pool (``workers``), grouping in-process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from pipelines.dedupe_core import find_pairs
+from pipelines.stage import DedupeStage, SpecError, build_stage
+
+
+class LocalRunner:
+    name = "local"
+
+    def __init__(self, workers: int = 2, progress: bool | None = None) -> None:
+        if not isinstance(workers, int) or workers < 1:
+            raise SpecError(f"runner_options.workers must be a positive integer, got {workers!r}")
+        self.workers, self.progress = workers, progress
+        self._pool: ProcessPoolExecutor | None = None
+
+    def map_tasks(self, fn: Any, tasks: list[Any], desc: str = "") -> list[Any]:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), desc=desc, unit="task", disable=None if self.progress is None else not self.progress)
+        try:
+            if self.workers == 1 or len(tasks) <= 1:
+                out = []
+                for t in tasks:
+                    out.append(fn(t))
+                    bar.update(1)
+                return out
+            if self._pool is None:
+                # fork: fast, and callers need no `if __name__ == "__main__"` guard; workers only
+                # run our task function, which takes no lock another thread might hold
+                method = "fork" if sys.platform == "linux" else "spawn"
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            futures = [self._pool.submit(fn, t) for t in tasks]
+            out = []
+            for f in futures:
+                out.append(f.result())
+                bar.update(1)
+            return out
+        finally:
+            bar.close()
+
+    def find_pairs(self, stage: tuple[str, dict[str, Any]], records: list[Any]) -> set[tuple[int, int]]:
+        st = build_stage(*stage)
+        assert isinstance(st, DedupeStage)
+        return find_pairs(st, records)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
