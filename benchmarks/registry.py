@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from datalake import Lake, LocalStore, Sample  # noqa: E402
 from datalake.sample import Source, TextPart  # noqa: E402

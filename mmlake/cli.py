@@ -482,7 +482,7 @@ def datasets_sync_cmd(ctx: click.Context, ref: str, target: str, as_json: bool) 
 @_user_errors
 def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     """Run the main job end to end on the embedded defaults: generate a raw caption corpus (with
-    some broken files), ingest it, show the version, verify it and read samples back."""
+    some broken files), ingest it, clean it with the filter + dedupe pipeline, verify and read back."""
     from datalake.ingest import IngestConfig
     from registry.jobs import run_ingest
     from synth.shapes import write_caption_folder, write_shapes_tar
@@ -492,20 +492,29 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/3] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/4] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/3] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/4] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
     click.echo(f"      {boxes.summary()} (WebDataset tar of records with boxes) -> {boxes_run.outputs[0]}")
+    import pipelines
+    from pipelines.run import run_pipeline
+    from pipelines.spec import load_spec
+
+    spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
+    summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
+    click.echo(f"[3/4] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+               f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
+               f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[3/3] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/4] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"

@@ -118,7 +118,7 @@ def _parquet(rows: list[dict[str, Any]], columns: dict[str, Any]) -> bytes:
 
 
 def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool | None = None,
-                 runner: Any = None, on_pass: Any = None) -> dict[str, Any]:
+                 runner: Any = None, on_pass: Any = None, run_id: str | None = None) -> dict[str, Any]:
     """Run ``spec``; returns the summary (``run_id``, ``output``, ``inputs``, ``kept``,
     ``filtered``, ``duplicates``, ``rejected`` ...)."""
     import pyarrow as pa
@@ -143,8 +143,11 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         for row in _load_table(v.store, v.manifest.extras["signatures"]):
             against.append((f"{info.ref}/{row['key']}", pickle.loads(row["sigs"])))
     env = {k: v for k, v in os.environ.items() if k.startswith(("MMLAKE_", "AWS_"))}
-    run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
-                           parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id})
+    if run_id is not None:  # submitted as a job: the queued run now starts
+        run = client.mark_running(run_id)
+    else:
+        run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
+                               parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id})
     own_runner = runner is None
     runner = runner or make_runner(spec.runner, spec.runner_options, progress)
     try:

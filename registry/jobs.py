@@ -11,7 +11,9 @@ A job spec::
     {"type": "ingest", "source": "/data/raw" | ["s3://b/raw", ...], "dataset": "captions",
      "kind": "caption", "options": {"max_pixels": 100000000, "shard_samples": 1000}}
 
-Pipeline specs (``"type": "pipeline"``) arrive with the pipelines package.
+or a pipeline (the same YAML as ``mmlake run``, as a mapping or as YAML text)::
+
+    {"type": "pipeline", "spec": {"name": ..., "input": ..., "output": ..., "stages": [...]}}
 """
 
 from __future__ import annotations
@@ -49,11 +51,10 @@ def validate_job(spec: Any) -> tuple[list[str], IngestConfig]:
     if not isinstance(spec, dict):
         raise RegistryError("a job spec is a JSON object")
     kind = spec.get("type")
+    if kind not in ("ingest", "pipeline"):
+        raise RegistryError(f"job field 'type' must be 'ingest' or 'pipeline', got {kind!r}")
     if kind == "pipeline":
-        raise RegistryError("job type 'pipeline' is not available yet (it comes with the pipelines package); "
-                            "use type 'ingest'")
-    if kind != "ingest":
-        raise RegistryError(f"job field 'type' must be 'ingest', got {kind!r}")
+        raise RegistryError("internal: pipeline jobs are validated by validate_pipeline_job")
     unknown = sorted(set(spec) - {"type", "source", "dataset", "kind", "options", "name"})
     if unknown:
         raise RegistryError(f"unknown job field(s) {unknown}")
@@ -91,6 +92,28 @@ def run_ingest(client: Any, lake: Lake, srcs: list[str], cfg: IngestConfig, *, r
     return client.finish_run(run.id, "succeeded", counts=counts, outputs=[result.manifest]), result
 
 
+def validate_pipeline_job(spec: dict[str, Any]) -> Any:
+    """The ``PipelineSpec`` of a pipeline job; errors name the field."""
+    import yaml
+
+    from pipelines.spec import parse_spec
+    from pipelines.stage import SpecError
+
+    unknown = sorted(set(spec) - {"type", "spec"})
+    if unknown:
+        raise RegistryError(f"unknown job field(s) {unknown}; a pipeline job is {{type: pipeline, spec: ...}}")
+    body = spec.get("spec")
+    if isinstance(body, str):
+        try:
+            body = yaml.safe_load(body)
+        except yaml.YAMLError as exc:
+            raise RegistryError(f"job field 'spec' is not valid YAML: {exc}") from None
+    try:
+        return parse_spec(body, "spec")
+    except SpecError as exc:
+        raise RegistryError(str(exc)) from None
+
+
 class JobRunner:
     """Runs submitted jobs one at a time on a background thread, in submission order."""
 
@@ -100,9 +123,19 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def submit(self, spec: Any, submitted_by: str | None = None) -> RunInfo:
-        srcs, cfg = validate_job(spec)
         if not self.lake_uri:
             raise RegistryError("this registry has no lake configured to run jobs in (start it with --lake)")
+        if isinstance(spec, dict) and spec.get("type") == "pipeline":
+            pspec = validate_pipeline_job(spec)
+            refs = [r for r in pspec.inputs if "://" not in r and not r.startswith((".", "/"))]
+            for ref in refs:
+                self.reg.resolve(ref, for_read=True)  # unknown inputs fail now, not in the background
+            run = self.reg.start_run("pipeline", pspec.name, status="queued", spec=pspec.to_json(),
+                                     inputs=[self.reg.resolve(r).ref for r in refs], submitted_by=submitted_by,
+                                     parameters={"runner": pspec.runner, **pspec.runner_options})
+            self._pool.submit(self._run_pipeline, run, pspec)
+            return run  # type: ignore[no-any-return]
+        srcs, cfg = validate_job(spec)
         run = self.reg.start_run("ingest", spec.get("name") or f"ingest {cfg.dataset}", status="queued",
                                  spec={**spec, "source": srcs}, submitted_by=submitted_by)
         self._pool.submit(self._run, run, srcs, cfg)
@@ -113,6 +146,16 @@ class JobRunner:
             run_ingest(self.reg, Lake.open(self.lake_uri), srcs, cfg, run=run, progress=False)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - recorded on the run by run_ingest
             traceback.print_exc()
+
+    def _run_pipeline(self, run: RunInfo, spec: Any) -> None:
+        from pipelines.run import run_pipeline
+
+        try:
+            run_pipeline(spec, Lake.open(self.lake_uri), self.reg, progress=False, run_id=run.id)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - recorded on the run
+            traceback.print_exc()
+            if self.reg.get_run(run.id).status == "queued":  # failed before it could start
+                self.reg.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
 
     def wait(self) -> None:
         """Block until every submitted job has finished (tests, shutdown)."""

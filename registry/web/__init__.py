@@ -28,6 +28,18 @@ __all__ = ["mount_web"]
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 12
+DEFAULT_PIPELINE = """name: clean-captions
+input: demo-captions@latest
+output: captions
+runner: local
+stages:
+  - decode: {max_pixels: 100000000}
+  - image_filter: {min_side: 64, max_aspect: 4.0}
+  - text_filter: {min_words: 3}
+  - dedupe_exact: {}
+  - dedupe_image: {max_hamming: 6}
+  - dedupe_text: {threshold: 0.8}
+"""
 
 
 def _version_url(ref: str) -> str:
@@ -58,7 +70,8 @@ def funnel_from_counts(counts: dict[str, Any]) -> list[tuple[str, float]]:
 def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require: Callable[[str], Any]) -> None:
     reg = app.state.registry
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(version_url=_version_url, run_url=_run_url, human_bytes=human_bytes, quote=quote)
+    templates.env.globals.update(version_url=_version_url, run_url=_run_url, human_bytes=human_bytes, quote=quote,
+                                 default_pipeline=DEFAULT_PIPELINE)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     router = APIRouter()
 
@@ -188,6 +201,16 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
             run = app.state.jobs.submit(spec, submitted_by=principal(request).name)
         except RegistryError as exc:
             return render(request, "job_new.html", http_status=400, err=str(exc), form=spec)
+        return RedirectResponse(_run_url(run.id), status_code=303)
+
+    @page("POST", "/jobs/pipeline", "writer")
+    def pipeline_submit(request: Request, spec: str = Form(...)) -> Response:
+        from registry.api import principal
+
+        try:
+            run = app.state.jobs.submit({"type": "pipeline", "spec": spec}, submitted_by=principal(request).name)
+        except RegistryError as exc:
+            return render(request, "job_new.html", http_status=400, err=str(exc), form={}, pipeline_spec=spec)
         return RedirectResponse(_run_url(run.id), status_code=303)
 
     @page("GET", "/login", "open")

@@ -18,8 +18,7 @@ import pytest
 from datalake import Lake, LocalStore, S3Options, S3Store
 from datalake.ingest import IngestConfig, ingest
 from synth.shapes import render_shapes, shape_samples
-
-from conftest import FaultProxy
+from tests.conftest import FaultProxy
 
 EXPECTED_BAD = {"truncated_image": 1, "empty_file": 1, "too_many_pixels": 1, "non_utf8_text": 1,
                 "missing_caption": 1, "invalid_json": 1}

@@ -19,8 +19,7 @@ from datalake.store import (
     TokenBucket,
     open_store,
 )
-
-from conftest import FaultProxy, make_s3_store
+from tests.conftest import FaultProxy, make_s3_store
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -124,7 +123,7 @@ def test_s3_gives_up_with_a_message_that_says_what_to_do(s3_endpoint: str) -> No
 
 
 def test_s3_unreachable_endpoint_is_a_clear_error() -> None:
-    from conftest import free_port
+    from tests.conftest import free_port
 
     store = S3Store("b", "", S3Options(endpoint_url=f"http://127.0.0.1:{free_port()}", max_retries=1,
                                        base_delay=0.001, connect_timeout=0.5))

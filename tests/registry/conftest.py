@@ -14,8 +14,7 @@ import pytest
 from datalake import Lake, LocalStore, write_version
 from registry.service import Registry
 from synth.shapes import shape_samples, write_caption_folder
-
-from conftest import free_port
+from tests.conftest import free_port
 
 
 @dataclass

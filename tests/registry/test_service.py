@@ -147,7 +147,7 @@ def test_lifecycle_rules_reads_and_purge(reg: Registry, lake: Lake) -> None:
 
 def test_sync_to_s3_verifies_resumes_and_never_registers_a_failed_copy(reg: Registry, lake: Lake, s3_endpoint: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import make_s3_store
+    from tests.conftest import make_s3_store
 
     v = write_version(lake, "caps", shape_samples(9), shard_samples=4)
     reg.register_version(v)
@@ -218,7 +218,7 @@ def test_openlineage_events_are_valid(reg: Registry, lake: Lake, tmp_path: Path)
 
 
 def test_unreachable_lineage_endpoint_never_fails_a_run(registry_url: str, lake: Lake) -> None:
-    from conftest import free_port
+    from tests.conftest import free_port
 
     reg = Registry(registry_url, lineage_target=f"http://127.0.0.1:{free_port()}/api/v1/lineage")
     run = reg.start_run("ingest", "x")

@@ -133,6 +133,16 @@ def test_login_submit_job_and_change_lifecycle(browser, site, request) -> None: 
     page.wait_for_url(f"{url}/datasets/from-browser/1")
     assert page.locator(".sample").count() == 12  # first page of 14 samples
     shot(page, "job-output", request)
+    # a pipeline job through the same YAML as `mmlake run`
+    page.goto(f"{url}/jobs/new")
+    page.fill("#pipeline-form textarea", "name: web-clean\ninput: mix@1\noutput: mix-clean\nstages:\n"
+                                         "  - text_filter: {min_words: 3}\n  - dedupe_exact: {}\n")
+    page.click("#pipeline-form button")
+    page.wait_for_url(f"{url}/runs/*")
+    page.wait_for_function("document.querySelector('#run-status').innerText === 'succeeded'", timeout=60_000)
+    assert page.locator("#run-outputs a").inner_text() == "mix-clean@1"
+    assert world.reg.get_run(page.url.rsplit("/", 1)[1]).inputs == ["mix@1"]
+    page.goto(f"{url}/datasets/from-browser/1")
     # lifecycle needs an admin
     assert page.locator("#lifecycle").count() == 0
     page.goto(f"{url}/logout")
