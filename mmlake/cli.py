@@ -294,6 +294,31 @@ def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, lake: str | 
     _emit(as_json, summary, human)
 
 
+@main.command("submit")
+@click.argument("spec_path", metavar="SPEC.yaml")
+@click.option("--ray-address", required=True, help="The Ray Jobs API of the cluster, e.g. http://head:8265.")
+@click.option("--no-wait", is_flag=True, help="Return once the job is submitted.")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def submit_cmd(ctx: click.Context, spec_path: str, ray_address: str, no_wait: bool, lake: str | None,
+               as_json: bool) -> None:
+    """Run a pipeline spec on a Ray cluster through the Ray Jobs API (runner: ray)."""
+    from pipelines.submit import submit
+
+    s = _settings(ctx).with_lake(lake)
+    registry = s.registry
+    if registry.startswith("sqlite:///") and not registry[len("sqlite:///"):].startswith("/"):
+        registry = f"sqlite:///{Path(registry[len('sqlite:///'):]).resolve()}"  # the job runs elsewhere
+    lake_uri = s.lake if "://" in s.lake else str(Path(s.lake).resolve())
+    out = submit(spec_path, ray_address, settings={"MMLAKE_LAKE": lake_uri, "MMLAKE_REGISTRY": registry},
+                 wait=not no_wait)
+    _emit(as_json, out, lambda: click.echo(f"Ray job {out['job_id']} {out.get('status', 'submitted')}"
+                                           + (f": {out['summary']['output']} kept {out['summary']['kept']}"
+                                              if out.get("summary") else "")))
+
+
 @main.group("pipelines")
 def pipelines_group() -> None:
     """Pipeline stages and specs."""

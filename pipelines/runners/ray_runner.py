@@ -44,6 +44,7 @@ class RayRunner:
                  object_store_memory: int = 256 * 1024 * 1024) -> None:
         import ray
 
+        address = address or os.environ.get("RAY_ADDRESS")  # set when running as a Ray job
         if not ray.is_initialized():
             if address:
                 ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
