@@ -65,7 +65,7 @@ def write_spec(path: Path, **over: object) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_runner() -> Iterator[object]:
     import ray
 
@@ -76,7 +76,7 @@ def ray_runner() -> Iterator[object]:
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark_runner() -> Iterator[object]:
     from pipelines.runners.spark_runner import SparkRunner
 
