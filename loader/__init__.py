@@ -1,1 +1,2 @@
-"""The training loader (issue 5): deterministic mixing, augmentation, tokenization, packing, resume."""
+"""The training loader (issue 5, in progress): augmentation that keeps coordinates correct (loader.augment),
+deterministic order and mixing (loader.order, loader.mixing)."""

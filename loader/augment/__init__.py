@@ -1,0 +1,191 @@
+"""Augmentation that keeps coordinates and orientation correct.
+
+``augment(image, annotations, policy, seed) -> (image, annotations)``: ``image`` is an HxWxC
+uint8 array, ``annotations`` the datalake JSON shape (box ``xyxy``, point ``xy``, polygon
+``points``, pixel coordinates of this image). ``policy`` is a dict or a built-in name:
+
+- ``"default"``: resize to the pixel budget, random resized crop that keeps every annotation
+  inside, horizontal flip (not for text-bearing annotations), small rotation, colour jitter,
+  blur / noise / JPEG quality;
+- ``"geometric"``: the geometric ops only (handy for tests and debugging);
+- ``"none"``: only the resize to the budget.
+
+The output size has sides that are multiples of ``patch * merge`` (14 x 2 = 28 by default,
+the ViT patch grid after 2x2 pixel shuffle) and at most ``max_pixels`` pixels. Every
+geometric op is one affine matrix; the image is warped once with their product and every
+annotation is moved by the same matrix (``geometry``). An annotation pushed fully out of the
+image comes back as ``None`` at its index, so text placeholders pointing at it can be handled,
+never left dangling. Randomness comes only from ``seed`` (an int, or anything hashable such as
+``(seed, dataset, key, epoch)``): same seed, same result. ``augment_with_params`` also returns
+the parameters it drew (``hflip`` tells the caller to swap left/right words in the text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from loader.augment import geometry as G
+
+__all__ = ["augment", "augment_with_params", "POLICIES", "resolve_policy", "swap_left_right", "TEXT_ROLES"]
+
+TEXT_ROLES = {"ocr_line", "ocr_word", "ui_element", "text"}
+
+POLICIES: dict[str, dict[str, Any]] = {
+    "none": {"max_pixels": 1_048_576, "patch": 28},
+    "geometric": {"max_pixels": 1_048_576, "patch": 28, "crop_p": 0.7, "crop_min_scale": 0.5, "hflip_p": 0.5,
+                  "rotate_p": 0.5, "rotate_max": 10.0},
+    "default": {"max_pixels": 1_048_576, "patch": 28, "crop_p": 0.5, "crop_min_scale": 0.6, "hflip_p": 0.5,
+                "rotate_p": 0.3, "rotate_max": 8.0, "color_p": 0.8, "brightness": 0.2, "contrast": 0.2,
+                "saturation": 0.2, "blur_p": 0.1, "noise_p": 0.1, "noise_std": 6.0, "jpeg_p": 0.2,
+                "jpeg_quality": (40, 90)},
+}
+_KNOWN = {k for p in POLICIES.values() for k in p}
+
+
+def resolve_policy(policy: str | dict[str, Any] | None) -> dict[str, Any]:
+    if policy is None:
+        return dict(POLICIES["none"])
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise ValueError(f"unknown augmentation policy {policy!r}: use one of {sorted(POLICIES)} or a dict")
+        return dict(POLICIES[policy])
+    if not isinstance(policy, dict):
+        raise TypeError(f"policy must be a name or a dict, got {type(policy).__name__}")
+    unknown = sorted(set(policy) - _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown augmentation parameter(s) {unknown}; known: {sorted(_KNOWN)}")
+    return {**POLICIES["none"], **policy}
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, (int, np.integer)):
+        return np.random.default_rng(int(seed))
+    digest = hashlib.sha256(repr(seed).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def budget_size(w: int, h: int, max_pixels: int, patch: int) -> tuple[int, int]:
+    """The output size: aspect kept, at most ``max_pixels``, sides multiples of ``patch``."""
+    s = min(1.0, math.sqrt(max_pixels / (w * h)))
+    ow = max(patch, int(w * s // patch) * patch)
+    oh = max(patch, int(h * s // patch) * patch)
+    while ow * oh > max_pixels and (ow > patch or oh > patch):
+        if ow >= oh:
+            ow -= patch
+        else:
+            oh -= patch
+    return ow, oh
+
+
+def _crop_box(rng: np.random.Generator, w: int, h: int, anns: list[dict[str, Any] | None], min_scale: float) -> list[float]:
+    """A random crop (aspect kept) that contains every annotation of the image."""
+    req = [0.0, 0.0, 0.0, 0.0]
+    pts = []
+    for a in anns:
+        if a is None:
+            continue
+        if a.get("type") == "box":
+            pts += [a["xyxy"][:2], a["xyxy"][2:]]
+        elif a.get("type") == "point":
+            pts.append(a["xy"])
+        elif a.get("type") == "polygon":
+            pts += a["points"]
+    if pts:
+        arr = np.array(pts, dtype=float)
+        req = [arr[:, 0].min(), arr[:, 1].min(), arr[:, 0].max(), arr[:, 1].max()]
+    s = rng.uniform(min_scale, 1.0)
+    cw, ch = w * s, h * s
+    if pts and (req[2] - req[0] > cw or req[3] - req[1] > ch):
+        s = max((req[2] - req[0]) / w, (req[3] - req[1]) / h, min_scale)
+        cw, ch = w * s, h * s
+    lo_x, hi_x = (max(0.0, req[2] - cw), min(req[0], w - cw)) if pts else (0.0, w - cw)
+    lo_y, hi_y = (max(0.0, req[3] - ch), min(req[1], h - ch)) if pts else (0.0, h - ch)
+    x0 = rng.uniform(lo_x, max(lo_x, hi_x))
+    y0 = rng.uniform(lo_y, max(lo_y, hi_y))
+    return [x0, y0, x0 + cw, y0 + ch]
+
+
+def augment_with_params(image: np.ndarray, annotations: list[dict[str, Any]], policy: str | dict[str, Any] | None,
+                        seed: Any) -> tuple[np.ndarray, list[dict[str, Any] | None], dict[str, Any]]:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+        raise TypeError("image must be an HxWxC uint8 array")
+    p = resolve_policy(policy)
+    rng = _rng(seed)
+    h, w = image.shape[:2]
+    anns: list[dict[str, Any] | None] = [dict(a) for a in annotations]
+    params: dict[str, Any] = {"input_size": [w, h]}
+    m = G.identity()
+    cw, ch = float(w), float(h)
+    if rng.random() < p.get("crop_p", 0.0):
+        box = _crop_box(rng, w, h, anns, p.get("crop_min_scale", 1.0))
+        m = G.compose(m, G.translate(-box[0], -box[1]))
+        cw, ch = box[2] - box[0], box[3] - box[1]
+        params["crop"] = [round(v, 3) for v in box]
+    ow, oh = budget_size(int(round(cw)), int(round(ch)), p["max_pixels"], p["patch"])
+    m = G.compose(m, G.scale(ow / cw, oh / ch))
+    text_bearing = any(a is not None and (a.get("role") in TEXT_ROLES or a.get("text")) for a in anns)
+    if rng.random() < p.get("hflip_p", 0.0) and not text_bearing:
+        m = G.compose(m, G.hflip(ow))
+        params["hflip"] = True
+    if rng.random() < p.get("rotate_p", 0.0):
+        deg = float(rng.uniform(-p["rotate_max"], p["rotate_max"]))
+        m = G.compose(m, G.rotate(deg, ow / 2, oh / 2))
+        params["rotate"] = round(deg, 3)
+    params["output_size"] = [ow, oh]
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    pil = Image.fromarray(image).transform((ow, oh), Image.Transform.AFFINE, data=tuple(inv.ravel()),
+                                           resample=Image.Resampling.BILINEAR)
+    anns = G.transform_annotations(anns, m, ow, oh)
+    out = _photometric(np.asarray(pil).copy(), p, rng, params)
+    params["dropped"] = [i for i, a in enumerate(anns) if a is None]
+    return out, anns, params
+
+
+def _photometric(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator, params: dict[str, Any]) -> np.ndarray:
+    if rng.random() < p.get("color_p", 0.0):
+        b = 1 + rng.uniform(-p["brightness"], p["brightness"])
+        c = 1 + rng.uniform(-p["contrast"], p["contrast"])
+        s = 1 + rng.uniform(-p["saturation"], p["saturation"])
+        f = img.astype(np.float32) * b
+        f = (f - f.mean()) * c + f.mean()
+        grey = f.mean(axis=2, keepdims=True)
+        f = grey + (f - grey) * s
+        img = np.clip(f, 0, 255).astype(np.uint8)
+        params["color"] = [round(b, 3), round(c, 3), round(s, 3)]
+    if rng.random() < p.get("blur_p", 0.0):
+        r = float(rng.uniform(0.3, 1.2))
+        img = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(r)))
+        params["blur"] = round(r, 3)
+    if rng.random() < p.get("noise_p", 0.0):
+        img = np.clip(img + rng.normal(0, p["noise_std"], img.shape), 0, 255).astype(np.uint8)
+        params["noise"] = p["noise_std"]
+    if rng.random() < p.get("jpeg_p", 0.0):
+        q = int(rng.integers(*p["jpeg_quality"]))
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=q)
+        img = np.asarray(Image.open(buf).convert(Image.fromarray(img).mode))
+        params["jpeg_quality"] = q
+    return img
+
+
+def augment(image: np.ndarray, annotations: list[dict[str, Any]], policy: str | dict[str, Any] | None = "default",
+            seed: Any = 0) -> tuple[np.ndarray, list[dict[str, Any] | None]]:
+    """Augment ``image`` and move ``annotations`` with it (see the module doc)."""
+    out, anns, _ = augment_with_params(image, annotations, policy, seed)
+    return out, anns
+
+
+_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+
+
+def swap_left_right(text: str) -> str:
+    """After a horizontal flip: 'the dog on the left' -> 'the dog on the right'."""
+    import re
+
+    return re.sub(r"\b(left|right|Left|Right|LEFT|RIGHT)\b", lambda m: _SWAP[m.group(1)], text)
