@@ -65,7 +65,9 @@ def clip_polygon(points: np.ndarray, w: float, h: float) -> list[tuple[float, fl
     for axis, bound, keep_below in ((0, 0.0, False), (0, w, True), (1, 0.0, False), (1, h, True)):
         if not poly:
             break
-        inside = (lambda q: q[axis] <= bound) if keep_below else (lambda q: q[axis] >= bound)
+        def inside(q: tuple[float, float], a: int = axis, b: float = bound, below: bool = keep_below) -> bool:
+            return q[a] <= b if below else q[a] >= b
+
         out: list[tuple[float, float]] = []
         for i, cur in enumerate(poly):
             prev = poly[i - 1]
