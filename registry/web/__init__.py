@@ -28,18 +28,12 @@ __all__ = ["mount_web"]
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 12
-DEFAULT_PIPELINE = """name: clean-captions
-input: demo-captions@latest
-output: captions
-runner: local
-stages:
-  - decode: {max_pixels: 100000000}
-  - image_filter: {min_side: 64, max_aspect: 4.0}
-  - text_filter: {min_words: 3}
-  - dedupe_exact: {}
-  - dedupe_image: {max_hamming: 6}
-  - dedupe_text: {threshold: 0.8}
-"""
+def _default_pipeline() -> str:
+    """The shipped example spec, shown in the job form."""
+    import pipelines
+
+    path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
+    return path.read_text() if path.exists() else ""
 
 
 def _version_url(ref: str) -> str:
@@ -71,7 +65,7 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
     reg = app.state.registry
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(version_url=_version_url, run_url=_run_url, human_bytes=human_bytes, quote=quote,
-                                 default_pipeline=DEFAULT_PIPELINE)
+                                 default_pipeline=_default_pipeline())
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     router = APIRouter()
 
