@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -71,30 +72,30 @@ class Stage:
         return {self.name: dataclasses.asdict(self.config)}
 
 
-class MapStage(Stage):
+class MapStage(Stage, ABC):
     kind = "map"
 
-    def map(self, sample: Sample) -> Sample:
-        raise NotImplementedError
+    @abstractmethod
+    def map(self, sample: Sample) -> Sample: ...
 
 
-class FilterStage(Stage):
+class FilterStage(Stage, ABC):
     kind = "filter"
 
-    def score(self, sample: Sample) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def score(self, sample: Sample) -> dict[str, Any]: ...
 
+    @abstractmethod
     def decide(self, scores: dict[str, Any]) -> str | None:
         """The reason to drop a sample with these scores, or None to keep it."""
-        raise NotImplementedError
 
 
-class DedupeStage(Stage):
+class DedupeStage(Stage, ABC):
     kind = "dedupe"
 
+    @abstractmethod
     def signature(self, sample: Sample) -> Any:
         """A small, picklable signature of the sample, or None to never dedupe it."""
-        raise NotImplementedError
 
     #: verify is an equivalence (exact hashes): a group can be linked as a star, not all pairs
     transitive: ClassVar[bool] = False
@@ -103,12 +104,12 @@ class DedupeStage(Stage):
         """Signatures of many samples (override to batch, e.g. MinHash bulk)."""
         return [self.signature(s) for s in samples]
 
-    def band_records(self, item: int, sig: Any) -> Iterable[Record]:
-        raise NotImplementedError
+    @abstractmethod
+    def band_records(self, item: int, sig: Any) -> Iterable[Record]: ...
 
+    @abstractmethod
     def verify(self, a: Any, b: Any) -> bool:
         """Are the two signatures duplicates (checked on every candidate pair)?"""
-        raise NotImplementedError
 
     @staticmethod
     def rank(sample: Sample) -> tuple[Any, ...]:
