@@ -55,6 +55,7 @@ class VersionStats:
     media: int = 0
     media_bytes: int = 0
     text_chars: int = 0
+    synthetic: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     mimes: Counter[str] = field(default_factory=Counter)
     width: Histogram = field(default_factory=lambda: Histogram(SIDE_EDGES))
@@ -68,6 +69,7 @@ class VersionStats:
     def add(self, s: Sample) -> None:
         self.samples += 1
         self.kinds[s.kind] += 1
+        self.synthetic += bool(s.meta.get("synthetic"))
         text = len(s.text())
         self.text_chars += text
         self.text_length.add(text)
@@ -86,6 +88,7 @@ class VersionStats:
         self.media += other.media
         self.media_bytes += other.media_bytes
         self.text_chars += other.text_chars
+        self.synthetic += other.synthetic
         self.kinds.update(other.kinds)
         self.mimes.update(other.mimes)
         for h in self._HISTS:
@@ -95,7 +98,7 @@ class VersionStats:
     def to_json(self) -> dict[str, Any]:
         return {
             "samples": self.samples, "media": self.media, "media_bytes": self.media_bytes,
-            "text_chars": self.text_chars,
+            "text_chars": self.text_chars, "synthetic": self.synthetic,
             "kinds": dict(sorted(self.kinds.items())), "mimes": dict(sorted(self.mimes.items())),
             **{h: getattr(self, h).to_json() for h in self._HISTS},
         }
@@ -103,5 +106,5 @@ class VersionStats:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VersionStats:
         return cls(samples=d["samples"], media=d["media"], media_bytes=d["media_bytes"],
-                   text_chars=d["text_chars"], kinds=Counter(d["kinds"]), mimes=Counter(d["mimes"]),
+                   text_chars=d["text_chars"], synthetic=d.get("synthetic", 0), kinds=Counter(d["kinds"]), mimes=Counter(d["mimes"]),
                    **{h: Histogram.from_json(d[h]) for h in cls._HISTS})

@@ -1,8 +1,13 @@
-"""The training loader (issue 5, in progress).
+"""The training loader: deterministic, resumable, mixing, augmenting, tokenizing and packing.
 
-Landed: ``loader.augment`` (coordinate-preserving augmentation, the public ``augment``),
-``loader.order`` (epoch order as a pure function of seed, epoch and version) and
-``loader.mixing`` (deterministic low-discrepancy mixing with schedules). Still to come:
-``LoaderConfig``/``SourceSpec``/``build_loader`` with resumable state, tokenization and
-packing, caching and rate control.
+``from loader import LoaderConfig, SourceSpec, build_loader`` -- see ``loader.core`` and the
+README. Pieces: ``loader.order`` (epoch order, a pure function), ``loader.mixing``
+(low-discrepancy mixing with schedules), ``loader.plan`` (the global stream, rank slices,
+exactly-once merging of rank states), ``loader.augment`` (coordinate-preserving augmentation),
+``loader.render`` (images to patches, text to tokens and loss labels), ``loader.packing``
+(best-fit packing, batch collation), ``loader.source`` (reads, caches, rate limits).
 """
+
+from loader.core import Loader, LoaderConfig, SourceSpec, build_loader
+
+__all__ = ["LoaderConfig", "SourceSpec", "Loader", "build_loader"]
