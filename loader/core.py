@@ -364,7 +364,8 @@ class Loader:
                         res.item.synthetic = res.synthetic  # type: ignore[attr-defined]
                         packer.add(res.item)
                     rows.append(packer.row())
-                batch = collate_rows(rows, cfg.seq_len, [[it.key for it in row] for row in rows])
+                batch = collate_rows(rows, cfg.seq_len, [[it.key for it in row] for row in rows],
+                                     [[sids[id(it)] for it in row] for row in rows])
                 # the trainer receives this batch: commit the state to it
                 self._consumed, self._next = consumed, nxt
                 self._pending = [sids[id(it)] for it in packer.buffer]

@@ -12,7 +12,9 @@ packed sample within its row, -1 for padding); ``cu_seqlens`` are the cumulative
 boundaries over the flattened ``[batch_size * seq_len]`` tokens (padding counted as one
 trailing segment per row, so ``cu_seqlens[-1] == batch_size * seq_len``), ready for varlen
 attention; ``pixel_values`` concatenates the patches of every image in the batch in token
-order with ``image_grid_hw`` giving each image's patch grid (NaViT).
+order with ``image_grid_hw`` giving each image's patch grid (NaViT). ``sample_keys`` lists each
+row's ``dataset@version/key`` in order, ``sample_draws`` the same samples as ``[source, draw]``
+(draw ``k`` of a source of ``N`` samples is in its epoch ``k // N``).
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class BestFitPacker(Generic[T]):
         return row
 
 
-def collate_rows(rows: Sequence[Sequence[Any]], seq_len: int, row_keys: Sequence[Sequence[str]]) -> dict[str, Any]:
+def collate_rows(rows: Sequence[Sequence[Any]], seq_len: int, row_keys: Sequence[Sequence[str]],
+                 row_draws: Sequence[Sequence[tuple[int, int]]] | None = None) -> dict[str, Any]:
     """Rows of ``Processed`` items -> a batch dict of torch tensors (see the module doc)."""
     import torch
 
@@ -107,4 +110,5 @@ def collate_rows(rows: Sequence[Sequence[Any]], seq_len: int, row_keys: Sequence
         "pixel_values": pixel_values,
         "image_grid_hw": torch.tensor(grids, dtype=torch.int64).reshape(-1, 2),
         "sample_keys": [list(k) for k in row_keys],
+        "sample_draws": [[list(d) for d in row] for row in row_draws] if row_draws is not None else None,
     }
