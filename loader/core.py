@@ -352,7 +352,8 @@ class Loader:
                         received += 1
                         if res.item is None:
                             self.counts["skipped"][res.skip.split(":")[0] if res.skip else "?"] += 1
-                            failures = failures + 1 if res.skip and res.skip.startswith("corrupt") else 0
+                            benign = res.skip in ("synthetic cap", "overlong")
+                            failures = 0 if benign else failures + 1
                             if failures >= cfg.max_consecutive_failures:
                                 raise RuntimeError(
                                     f"loader: {failures} consecutive unreadable samples, the last one "
