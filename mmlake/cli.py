@@ -500,6 +500,94 @@ def datasets_sync_cmd(ctx: click.Context, ref: str, target: str, as_json: bool) 
 # demo
 
 
+@main.group("loader")
+def loader_group() -> None:
+    """The training loader: look at what it feeds, save its tokenizer."""
+
+
+def _parse_sources(refs: tuple[str, ...]) -> list[Any]:
+    from loader import SourceSpec
+
+    out = []
+    for r in refs:
+        ref, sep, w = r.rpartition("=") if "=" in r else (r, "", "1")
+        try:
+            out.append(SourceSpec(ref if sep else r, float(w)))
+        except ValueError:
+            raise ValueError(f"{r!r}: write a source as REF or REF=WEIGHT (e.g. captions@latest=0.7)") from None
+    return out
+
+
+@loader_group.command("peek")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--seq-len", type=int, default=4096, show_default=True, help="Tokens per packed row.")
+@click.option("--batch-size", type=int, default=2, show_default=True, help="Rows per batch.")
+@click.option("--batches", type=int, default=2, show_default=True, help="How many batches to show.")
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--augment", default="default", show_default=True, help="Policy: default, geometric or none.")
+@click.option("--max-pixels", type=int, default=None, help="Pixel budget per image (default: the policy's).")
+@click.option("--decode", is_flag=True, help="Also print the first row as text (media pads collapsed).")
+@json_option
+@click.pass_context
+@_user_errors
+def loader_peek_cmd(ctx: click.Context, sources: tuple[str, ...], seq_len: int, batch_size: int, batches: int,
+                    workers: int, seed: int, augment: str, max_pixels: int | None, decode: bool,
+                    as_json: bool) -> None:
+    """Build the loader over SOURCES (registry refs or manifest URIs, each optionally =WEIGHT)
+    and show the first batches: rows, samples, images, fill, loss tokens, and the state a
+    checkpoint would store."""
+    import re
+
+    from loader import LoaderConfig, build_loader
+
+    settings = _settings(ctx)
+    cfg = LoaderConfig(_parse_sources(sources), seed=seed, seq_len=seq_len, batch_size=batch_size,
+                       num_workers=workers, augment=None if augment == "none" else augment, max_pixels=max_pixels,
+                       registry=settings.registry)
+    ld = build_loader(cfg)
+    shown = []
+    for step, batch in enumerate(ld):
+        ids, labels = batch["input_ids"], batch["labels"]
+        row = {"step": step, "rows": int(ids.shape[0]), "samples": sum(len(k) for k in batch["sample_keys"]),
+               "images": int(batch["image_grid_hw"].shape[0]), "patches": int(batch["pixel_values"].shape[0]),
+               "fill": float((batch["segment_ids"] >= 0).float().mean()), "loss_tokens": int((labels != -100).sum()),
+               "sample_keys": batch["sample_keys"]}
+        if decode:
+            text = ld.tokenizer.decode(ids[0].tolist())
+            row["text"] = re.sub(r"(<\|media_pad\|>)+", lambda m: f"<|media_pad|>x{len(m.group(0)) // 13}", text)
+        shown.append(row)
+        if step + 1 >= batches:
+            break
+    state = ld.state_dict()
+    out = {"batches": shown, "metrics": ld.metrics(), "state_bytes": len(json.dumps(state))}
+
+    def human() -> None:
+        for r in shown:
+            click.echo(f"batch {r['step']}: {r['rows']} rows, {r['samples']} samples, {r['images']} images "
+                       f"({r['patches']} patches), fill {r['fill']:.3f}, {r['loss_tokens']} loss tokens")
+            for i, keys in enumerate(r["sample_keys"]):
+                click.echo(f"  row {i}: " + ", ".join(keys[:4]) + (f", ... (+{len(keys) - 4})" if len(keys) > 4 else ""))
+            if decode:
+                click.echo("  text of row 0: " + r["text"][:600].replace("\n", "\\n"))
+        m = out["metrics"]
+        click.echo(f"mixture {json.dumps({k: round(v, 3) for k, v in m['mixture'].items()})}; "
+                   f"skipped {m['skipped'] or 0}; state {out['state_bytes']} bytes")
+
+    _emit(as_json, out, human)
+
+
+@loader_group.command("tokenizer")
+@click.argument("path")
+@click.option("--vocab-size", type=int, default=8192, show_default=True)
+def loader_tokenizer_cmd(path: str, vocab_size: int) -> None:
+    """Build the default byte-level BPE offline and save it to PATH (a tokenizer.json to pin
+    in LoaderConfig(tokenizer=PATH) so every machine uses the same vocabulary)."""
+    from loader.tokenizer import main as tok_main
+
+    tok_main(["save", path, "--vocab-size", str(vocab_size)])
+
+
 @main.command("demo")
 @click.option("--samples", default=200, show_default=True, help="Images in the generated corpus.")
 @click.option("--workdir", default=None, help="Where to generate the raw corpus [default: $MMLAKE_HOME/demo].")
@@ -507,7 +595,8 @@ def datasets_sync_cmd(ctx: click.Context, ref: str, target: str, as_json: bool) 
 @_user_errors
 def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     """Run the main job end to end on the embedded defaults: generate a raw caption corpus (with
-    some broken files), ingest it, clean it with the filter + dedupe pipeline, verify and read back."""
+    some broken files), ingest it, clean it with the filter + dedupe pipeline, verify and read back, then train-load it: mix,
+    pack, save the loader state and resume it."""
     from datalake.ingest import IngestConfig
     from registry.jobs import run_ingest
     from synth.shapes import write_caption_folder, write_shapes_tar
@@ -517,12 +606,12 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/4] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/5] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/4] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/5] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
@@ -533,19 +622,44 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
 
     spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
     summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
-    click.echo(f"[3/4] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+    click.echo(f"[3/5] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
                f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
                f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[4/4] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/5] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
+    from loader import LoaderConfig, SourceSpec, build_loader
+
+    cfg = LoaderConfig([SourceSpec(f"{summary['output'].split('@')[0]}@latest", 0.7),
+                        SourceSpec("demo-shapes@latest", 0.3)], seq_len=2048, batch_size=2, num_workers=2,
+                       max_pixels=224 * 224, registry=settings.registry)
+    ld = build_loader(cfg)
+    seen = [_batch_sig(b) for _, b in zip(range(3), ld, strict=False)]
+    state = json.loads(json.dumps(ld.state_dict()))
+    more = [_batch_sig(b) for _, b in zip(range(2), ld, strict=False)]
+    again = build_loader(LoaderConfig(**{**cfg.__dict__, "num_workers": 0}))
+    again.load_state_dict(state)
+    resumed = [_batch_sig(b) for _, b in zip(range(2), again, strict=False)]
+    m = ld.metrics()
+    click.echo(f"[5/5] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
+               f"{', '.join(f'{k.split(chr(64))[0]} {v:.2f}' for k, v in m['mixture'].items())}; state "
+               f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
+               f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
+    problems = problems or ([] if resumed == more else ["loader resume differs"])
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:
         sys.exit(1)
+
+
+def _batch_sig(batch: dict[str, Any]) -> str:
+    import hashlib
+
+    h = hashlib.sha256(batch["input_ids"].numpy().tobytes() + batch["pixel_values"].numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -138,13 +138,29 @@ def augment_with_params(image: np.ndarray, annotations: list[dict[str, Any]], po
         m = G.compose(m, G.rotate(deg, ow / 2, oh / 2))
         params["rotate"] = round(deg, 3)
     params["output_size"] = [ow, oh]
-    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
-    pil = Image.fromarray(image).transform((ow, oh), Image.Transform.AFFINE, data=tuple(inv.ravel()),
-                                           resample=Image.Resampling.BILINEAR)
+    pil = _warp(Image.fromarray(image), m, ow, oh)
     anns = G.transform_annotations(anns, m, ow, oh)
     out = _photometric(np.asarray(pil).copy(), p, rng, params)
     params["dropped"] = [i for i, a in enumerate(anns) if a is None]
     return out, anns, params
+
+
+def _warp(im: Image.Image, m: np.ndarray, ow: int, oh: int) -> Image.Image:
+    """The image under affine ``m``, output ``ow x oh``. Axis-aligned matrices (crop, scale,
+    flip: the common case) take Pillow's separable ``resize`` with a source box, about 3x faster
+    than a general affine warp; rotations take the warp."""
+    a, b, tx, c, d, ty = m.ravel()
+    if b == 0 and c == 0 and a != 0 and d != 0:
+        xs = sorted(((0 - tx) / a, (ow - tx) / a))
+        ys = sorted(((0 - ty) / d, (oh - ty) / d))
+        out = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(xs[0], ys[0], xs[1], ys[1]))
+        if a < 0:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if d < 0:
+            out = out.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        return out
+    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]
+    return im.transform((ow, oh), Image.Transform.AFFINE, data=tuple(inv.ravel()), resample=Image.Resampling.BILINEAR)
 
 
 def _photometric(img: np.ndarray, p: dict[str, Any], rng: np.random.Generator, params: dict[str, Any]) -> np.ndarray:

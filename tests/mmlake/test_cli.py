@@ -109,6 +109,19 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     res = runner.invoke(main, ["demo", "--samples", "12"])
     assert res.exit_code == 0, res.output
     assert "ingested 12, rejected 6" in res.output and "shard(s): OK" in res.output
+    assert "[5/5] loader:" in res.output and "identical batches" in res.output
+    peek = runner.invoke(main, ["loader", "peek", "demo-shapes@latest=1", "--seq-len", "1024", "--batches", "1",
+                                "--augment", "none", "--json"])
+    assert peek.exit_code == 0, peek.output
+    out = json.loads(peek.output)
+    b = out["batches"][0]
+    assert b["rows"] == 2 and b["samples"] == len([k for r in b["sample_keys"] for k in r]) and b["images"] >= 2
+    assert all(k.startswith("demo-shapes@") for r in b["sample_keys"] for k in r) and 0 < b["fill"] <= 1
+    human = runner.invoke(main, ["loader", "peek", "demo-shapes@latest", "--seq-len", "1024", "--batches", "1",
+                                 "--decode"])
+    assert "batch 0: 2 rows" in human.output and "<|media_start|><|media_pad|>x" in human.output
+    bad = runner.invoke(main, ["loader", "peek", "nope@latest"])
+    assert bad.exit_code != 0 and "nope" in bad.output
 
 
 def test_ingest_registers_and_datasets_commands_read_the_registry(tmp_path: Path,
