@@ -9,7 +9,8 @@ to MosaicML Streaming (MDS) and LitData formats. Every system does the same per-
 decode the JPEG (Pillow, DCT-domain ``draft`` to the budget) and resize it to the pixel budget
 (``--max-pixels``, sides multiples of 28). mmlake additionally tokenizes, renders the boxes and
 packs into ``--seq-len`` rows. The ceiling is that decode+resize in a bare ``multiprocessing``
-pool with the same number of processes, reading the same bytes.
+pool with the same number of processes, reading the same bytes and handing the decoded pixels
+back to the consuming process (as every loader must).
 
 Reported per system (medians of ``--repeat`` runs): steady samples/s (after the first batch),
 time to first batch, time to first batch after resuming at 10 % and 90 % of an epoch (with
@@ -182,6 +183,26 @@ def _collate(batch: list[Any]) -> list[Any]:
     return batch
 
 
+def _collate_dict(batch: list[Any]) -> dict[str, list[Any]]:
+    return {"images": batch}
+
+
+class _Skipper:
+    """No resume in WebDataset: skip this worker's share of ``n`` samples without decoding."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        import torch.utils.data as tud
+
+        info = tud.get_worker_info()
+        share = self.n // (info.num_workers if info else 1)
+        for i, s in enumerate(src):
+            if i >= share:
+                yield s
+
+
 class _WdsDecode:
     def __call__(self, sample: dict[str, Any]) -> np.ndarray:
         return decode_resize(sample["0.jpg"])
@@ -196,18 +217,9 @@ class WebDatasetSys(System):
 
         skip = int(state or 0)
         count = {"n": skip}
-
-        def skipper(src: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-            # no resume in WebDataset: skip this worker's share without decoding
-            info = tud.get_worker_info()
-            share = skip // (info.num_workers if info else 1)
-            for i, s in enumerate(src):
-                if i >= share:
-                    yield s
-
         ds = (wds.WebDataset(self.info["tars"], shardshuffle=False, nodesplitter=wds.split_by_node,
                              workersplitter=wds.split_by_worker, empty_check=False)
-              .compose(skipper).map(_WdsDecode()).batched(16, collation_fn=_collate))
+              .compose(_Skipper(skip)).map(_WdsDecode()).batched(16, collation_fn=_collate))
         dl = tud.DataLoader(ds, batch_size=None, num_workers=self.workers, prefetch_factor=4)
 
         def counted() -> Iterator[Any]:
@@ -218,16 +230,23 @@ class WebDatasetSys(System):
         return counted(), len, lambda: count["n"]
 
 
-class _MdsDataset:
-    @staticmethod
-    def make(local: str, batch: int) -> Any:
-        from streaming import StreamingDataset
+try:
+    from streaming import StreamingDataset as _StreamingDataset
 
-        class DS(StreamingDataset):  # type: ignore[misc]
-            def __getitem__(self, i: int) -> np.ndarray:
-                return decode_resize(super().__getitem__(i)["jpg"])
+    class MdsDecoded(_StreamingDataset):  # type: ignore[misc]
+        def __getitem__(self, i: int) -> np.ndarray:
+            return decode_resize(super().__getitem__(i)["jpg"])
+except ImportError:  # the peers are in the bench extra only
+    MdsDecoded = None
 
-        return DS(local=local, shuffle=False, batch_size=batch)
+try:
+    import litdata as _litdata
+
+    class LitDecoded(_litdata.StreamingDataset):  # type: ignore[misc]
+        def __getitem__(self, i: Any) -> np.ndarray:
+            return decode_resize(super().__getitem__(i)["jpg"])
+except ImportError:
+    LitDecoded = None
 
 
 class StreamingSys(System):
@@ -238,23 +257,13 @@ class StreamingSys(System):
         from streaming.base.util import clean_stale_shared_memory
 
         clean_stale_shared_memory()
-        ds = _MdsDataset.make(self.info["mds"], 16)
-        dl = StreamingDataLoader(ds, batch_size=16, num_workers=self.workers, collate_fn=_collate, prefetch_factor=4)
+        ds = MdsDecoded(local=self.info["mds"], shuffle=False, batch_size=16)
+        # a dict batch: StreamingDataLoader counts a list batch by the length of its first item
+        dl = StreamingDataLoader(ds, batch_size=16, num_workers=self.workers, collate_fn=_collate_dict,
+                                 prefetch_factor=4)
         if state is not None:
             dl.load_state_dict(state)
-        return iter(dl), len, dl.state_dict
-
-
-class _LitDecode:
-    @staticmethod
-    def make(path: str) -> Any:
-        import litdata
-
-        class DS(litdata.StreamingDataset):  # type: ignore[misc]
-            def __getitem__(self, i: Any) -> np.ndarray:
-                return decode_resize(super().__getitem__(i)["jpg"])
-
-        return DS(path, shuffle=False)
+        return iter(dl), lambda b: len(b["images"]), dl.state_dict
 
 
 class LitdataSys(System):
@@ -263,7 +272,7 @@ class LitdataSys(System):
     def iterate(self, state: Any = None) -> tuple[Iterator[Any], Callable[[Any], int], Callable[[], Any]]:
         import litdata
 
-        ds = _LitDecode.make(self.info["litdata"])
+        ds = LitDecoded(self.info["litdata"], shuffle=False)
         dl = litdata.StreamingDataLoader(ds, batch_size=16, num_workers=self.workers, collate_fn=_collate,
                                          prefetch_factor=4)
         if state is not None:
@@ -271,8 +280,8 @@ class LitdataSys(System):
         return iter(dl), len, dl.state_dict
 
 
-def _ceiling_work(m: list[Any]) -> int:
-    return decode_resize(read_at(m[0], m[1], m[2])).shape[0]
+def _ceiling_work(m: list[Any]) -> np.ndarray:
+    return decode_resize(read_at(m[0], m[1], m[2]))  # the pixels go back to the consumer, as in a loader
 
 
 def ceiling(info: dict[str, Any], workers: int, n: int) -> dict[str, Any]:
@@ -280,7 +289,7 @@ def ceiling(info: dict[str, Any], workers: int, n: int) -> dict[str, Any]:
     with RssPeak() as rss:
         t0 = time.perf_counter()
         with mp.get_context("fork").Pool(workers) as pool:
-            it = pool.imap(_ceiling_work, members, chunksize=4)
+            it = pool.imap(_ceiling_work, members, chunksize=1)
             next(it)
             t1 = time.perf_counter()
             rest = sum(1 for _ in it)
@@ -331,6 +340,8 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     info = build_corpus(root, args.images)
+    if sys.platform == "linux":
+        mp.set_start_method("fork", force=True)  # litdata.optimize switches the process to spawn
     print(f"corpus: {info['n']} JPEGs, {info['bytes'] / 2**20:.0f} MiB, ready in {time.perf_counter() - t:.1f}s; "
           f"{args.workers} workers, {os.cpu_count()} cores", flush=True)
     systems: list[System] = [Mmlake(info, args.workers, args), WebDatasetSys(info, args.workers, args)]

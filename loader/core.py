@@ -76,9 +76,15 @@ class LoaderConfig:
     overlong: str = "truncate"
     pack_buffer: int = 64
     prefetch: int = 4
+    #: worker start method: None (the platform's default), "fork", "spawn" or "forkserver"
+    mp_context: str | None = None
     registry: str | None = None
+    #: node-local disk cache of whole remote shards (None: $MMLAKE_HOME/cache/shards for remote
+    #: sources; "off": none)
     cache_dir: str | None = None
     cache_bytes: int = 20 * _GiB
+    #: per-worker in-memory LRU of whole remote shards, used when the disk cache is off
+    mem_cache_bytes: int = 512 << 20
     requests_per_s: float | None = None
     max_consecutive_failures: int = 16
     step_log: str | None = None
@@ -152,8 +158,8 @@ class _Work:
             res.skip = f"corrupt sample: {exc}"
         stats = src.store.stats
         cache = src.cache
-        res.counters = {"requests": stats.requests, "hits": cache.hits if cache else 0,
-                        "misses": cache.misses if cache else 0}
+        res.counters = {"requests": stats.requests, "hits": (cache.hits if cache else 0) + src.mem_hits,
+                        "misses": (cache.misses if cache else 0) + src.mem_misses}
         return res
 
 
@@ -188,16 +194,6 @@ class _WorkerStream:
                 yield self.work(sid)
 
 
-def _as_torch_dataset(ws: _WorkerStream) -> Any:
-    import torch.utils.data as tud
-
-    class _DS(tud.IterableDataset):  # type: ignore[type-arg, misc]
-        def __iter__(self) -> Iterator[_Result]:
-            return iter(ws)
-
-    return _DS()
-
-
 class Loader:
     """An iterable of packed batches with ``state_dict()`` / ``load_state_dict()``."""
 
@@ -210,14 +206,15 @@ class Loader:
         self.processor = SampleProcessor(self.tokenizer, seed=cfg.seed, policy=cfg.augment, seq_len=cfg.seq_len,
                                          max_pixels=cfg.max_pixels, coords=cfg.coords, overlong=cfg.overlong)
         cache = None
-        if cfg.cache_dir is not None or any(s.uri.startswith("s3://") for s in self.sources):
+        if cfg.cache_dir != "off" and (cfg.cache_dir is not None or any(s.uri.startswith("s3://")
+                                                                         for s in self.sources)):
             from mmlake.settings import load_settings
 
             root = cfg.cache_dir or str(Path(load_settings().home) / "cache" / "shards")
             cache = ShardCache(root, cfg.cache_bytes)
         rate = None if cfg.requests_per_s is None else cfg.requests_per_s / max(1, cfg.num_workers)
         for s in self.sources:
-            s.configure(cache, rate)
+            s.configure(cache, rate, cfg.mem_cache_bytes)
         self.stream = StreamDef(self.schedule)
         self._next = Snapshot(0)
         self._consumed = 0
@@ -226,7 +223,7 @@ class Loader:
         self.counts: dict[str, Any] = {"samples": 0, "tokens": 0, "loss_tokens": 0, "slots": 0, "truncated": 0,
                                        "skipped": Counter(), "by_source": [0] * len(self.sources),
                                        "synthetic": [0] * len(self.sources)}
-        self._worker_counters: dict[int, dict[str, int]] = {}
+        self._worker_counters: dict[tuple[int, int], dict[str, int]] = {}
         self._t0 = time.monotonic()
         self._log_rows: list[dict[str, Any]] = []
         self._last_progress = 0.0
@@ -317,8 +314,11 @@ class Loader:
             return
         import torch.utils.data as tud
 
-        dl = tud.DataLoader(_as_torch_dataset(ws), batch_size=None, num_workers=cfg.num_workers,
-                            prefetch_factor=cfg.prefetch, collate_fn=_identity, persistent_workers=False)
+        from loader._torchds import WorkerDataset
+
+        dl = tud.DataLoader(WorkerDataset(ws), batch_size=None, num_workers=cfg.num_workers,
+                            prefetch_factor=cfg.prefetch, collate_fn=_identity, persistent_workers=False,
+                            multiprocessing_context=cfg.mp_context)
         yield from dl
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -348,7 +348,7 @@ class Loader:
                         else:
                             consumed += 1
                             nxt = after if after is not None else nxt
-                        self._worker_counters[received % workers] = res.counters
+                        self._worker_counters[(received % workers, res.sid[0])] = res.counters
                         received += 1
                         if res.item is None:
                             self.counts["skipped"][res.skip.split(":")[0] if res.skip else "?"] += 1

@@ -133,14 +133,14 @@ class SampleProcessor:
             scale_hint = p.get("crop_min_scale", 1.0) if p.get("crop_p", 0.0) > 0 else 1.0
             if im.format == "JPEG":
                 im.draft("RGB", (int(tw / scale_hint), int(th / scale_hint)))
-            arr = np.asarray(im.convert("RGB"))
+            im = im.convert("RGB")
         except Exception as exc:  # noqa: BLE001 - any decoder failure is this sample's problem
             raise SkipSample("undecodable image", f"{m.name}: {exc}") from None
-        h, w = arr.shape[:2]
+        w, h = im.size
         if (w, h) != (w0, h0):  # draft decoded at a reduced scale: move annotations with it
             sx, sy = w / w0, h / h0
             anns = [_scale_ann(a, sx, sy) for a in anns]
-        return augment_with_params(arr, anns, p, seed)
+        return augment_with_params(im, anns, p, seed)  # type: ignore[arg-type]
 
     def process(self, sample: Sample, *, dataset: str, epoch: int) -> Processed:
         rec_anns = [a for a in sample.to_json().get("annotations", [])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,9 @@ class Source:
         self._indexes: dict[int, ShardIndex] = {}
         self.cache: ShardCache | None = None
         self.rate: float | None = None
+        self.mem_limit = 0
+        self._mem: OrderedDict[int, bytes] = OrderedDict()  # whole shards held in memory, LRU
+        self.mem_hits = self.mem_misses = 0
 
     @classmethod
     def open(cls, index: int, ref: str, *, registry: str | None = None, max_synthetic: float | None = None) -> Source:
@@ -139,11 +143,11 @@ class Source:
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["_store"], d["_pid"], d["_indexes"] = None, -1, {}
+        d["_store"], d["_pid"], d["_indexes"], d["_mem"] = None, -1, {}, OrderedDict()
         return d
 
-    def configure(self, cache: ShardCache | None, rate: float | None) -> None:
-        self.cache, self.rate = cache, rate
+    def configure(self, cache: ShardCache | None, rate: float | None, mem_cache_bytes: int = 0) -> None:
+        self.cache, self.rate, self.mem_limit = cache, rate, int(mem_cache_bytes)
         self._store = None
 
     @property
@@ -187,11 +191,26 @@ class Source:
             with open(self.cache.get(store, info, where), "rb") as f:
                 f.seek(entry.offset)
                 blob = f.read(entry.length)
+        elif self.remote and 0 < info.bytes <= self.mem_limit // 2:
+            blob = self._mem_shard(j, info)[entry.offset: entry.offset + entry.length]
         else:
             blob = store.read_range(info.path, entry.offset, entry.length)
         if len(blob) != entry.length:
             raise OSError(f"{where}: sample {entry.key!r} short read ({len(blob)} of {entry.length} bytes)")
         return _Located(entry.key, {k: blob[o: o + n] for k, (o, n) in entry.members.items()}, where)
+
+    def _mem_shard(self, j: int, info: ShardInfo) -> bytes:
+        """Shard ``j`` whole, from the in-memory LRU (no disk cache: one GET per shard, not per sample)."""
+        if j in self._mem:
+            self.mem_hits += 1
+            self._mem.move_to_end(j)
+            return self._mem[j]
+        self.mem_misses += 1
+        data = self.store.read(info.path)
+        self._mem[j] = data
+        while sum(len(b) for b in self._mem.values()) > self.mem_limit and len(self._mem) > 1:
+            self._mem.popitem(last=False)
+        return data
 
     def keeps_synthetic(self, seed: int, key: str) -> bool:
         if self.keep_synthetic >= 1.0:

@@ -113,11 +113,16 @@ def _crop_box(rng: np.random.Generator, w: int, h: int, anns: list[dict[str, Any
 
 def augment_with_params(image: np.ndarray, annotations: list[dict[str, Any]], policy: str | dict[str, Any] | None,
                         seed: Any) -> tuple[np.ndarray, list[dict[str, Any] | None], dict[str, Any]]:
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+    if isinstance(image, Image.Image):  # the loader hands over decoded images without a copy
+        pil_in = image if image.mode == "RGB" else image.convert("RGB")
+        w, h = pil_in.size
+    elif not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
         raise TypeError("image must be an HxWxC uint8 array")
+    else:
+        pil_in = None
+        h, w = image.shape[:2]
     p = resolve_policy(policy)
     rng = _rng(seed)
-    h, w = image.shape[:2]
     anns: list[dict[str, Any] | None] = [dict(a) for a in annotations]
     params: dict[str, Any] = {"input_size": [w, h]}
     m = G.identity()
@@ -138,9 +143,9 @@ def augment_with_params(image: np.ndarray, annotations: list[dict[str, Any]], po
         m = G.compose(m, G.rotate(deg, ow / 2, oh / 2))
         params["rotate"] = round(deg, 3)
     params["output_size"] = [ow, oh]
-    pil = _warp(Image.fromarray(image), m, ow, oh)
+    pil = _warp(pil_in if pil_in is not None else Image.fromarray(image), m, ow, oh)
     anns = G.transform_annotations(anns, m, ow, oh)
-    out = _photometric(np.asarray(pil).copy(), p, rng, params)
+    out = _photometric(np.asarray(pil), p, rng, params)
     params["dropped"] = [i for i, a in enumerate(anns) if a is None]
     return out, anns, params
 

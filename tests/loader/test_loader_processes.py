@@ -159,6 +159,13 @@ def test_s3_source_through_throttling_proxy_with_rate_limit(versions: dict[str, 
     m = ld.metrics()
     assert m["cache_hit_rate"] is not None and m["cache_hit_rate"] > 0.9
     assert proxy.seen / elapsed <= 20.0 * 1.3 + 5  # the node limit (plus the token bucket's burst)
+    # no disk cache: whole shards in each worker's memory, one GET per shard (and index), not per sample
+    monkeypatch.setenv("MMLAKE_S3_ENDPOINT", s3_endpoint)
+    mem = build_loader(LoaderConfig([SourceSpec(uri)], num_workers=0, cache_dir="off", **kw))
+    assert [batch_digest(b) for b in take(mem, 8)] == want
+    m = mem.metrics()
+    shards = len(local.manifest.shards)
+    assert m["store_requests"] <= 2 * shards + 2 < m["samples"] and m["cache_hit_rate"] > 0.8
 
 
 def test_registry_references_warn_when_deprecated_and_refuse_when_deleted(versions: dict[str, str],
