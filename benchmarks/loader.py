@@ -169,7 +169,7 @@ class Mmlake(System):
 
         ld = build_loader(LoaderConfig([SourceSpec(self.info["uri"])], seq_len=self.args.seq_len, batch_size=1,
                                        num_workers=self.workers, augment=None, max_pixels=MAX_PIXELS,
-                                       pack_buffer=32, prefetch=8))
+                                       pack_buffer=32))
         if state is not None:
             ld.load_state_dict(state)
         self.loader = ld
@@ -289,7 +289,7 @@ def ceiling(info: dict[str, Any], workers: int, n: int) -> dict[str, Any]:
     with RssPeak() as rss:
         t0 = time.perf_counter()
         with mp.get_context("fork").Pool(workers) as pool:
-            it = pool.imap(_ceiling_work, members, chunksize=1)
+            it = pool.imap(_ceiling_work, members, chunksize=16)  # batches of 16, like the loaders
             next(it)
             t1 = time.perf_counter()
             rest = sum(1 for _ in it)

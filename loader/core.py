@@ -75,7 +75,9 @@ class LoaderConfig:
     coords: str = "norm1000"
     overlong: str = "truncate"
     pack_buffer: int = 64
-    prefetch: int = 4
+    prefetch: int = 2
+    #: consecutive elements a worker prepares and sends as one message
+    worker_chunk: int = 8
     #: worker start method: None (the platform's default), "fork", "spawn" or "forkserver"
     mp_context: str | None = None
     registry: str | None = None
@@ -177,21 +179,29 @@ def _rank_items(stream: StreamDef, rank: int, world: int, at: Snapshot, pending:
 
 
 class _WorkerStream:
-    """An IterableDataset: worker ``w`` of ``W`` processes elements ``j % W == w``."""
+    """An IterableDataset: worker ``w`` of ``W`` processes the blocks of ``chunk`` consecutive
+    elements numbered ``w, w + W, ...`` and sends each block as one message (fewer, larger
+    messages than one per sample: the main process's share of the work stays small)."""
 
     def __init__(self, work: _Work, stream: StreamDef, rank: int, world: int, at: Snapshot,
-                 pending: list[tuple[int, int]]) -> None:
+                 pending: list[tuple[int, int]], chunk: int = 1) -> None:
         self.work, self.stream, self.rank, self.world, self.at, self.pending = work, stream, rank, world, at, pending
+        self.chunk = max(1, int(chunk))
 
-    def __iter__(self) -> Iterator[_Result]:
+    def __iter__(self) -> Iterator[list[_Result]]:
         import torch.utils.data as tud
 
         info = tud.get_worker_info()
         w, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        k = self.chunk
         items = _rank_items(self.stream, self.rank, self.world, self.at, self.pending)
+        chunk: list[_Result] = []
         for j, (sid, _) in enumerate(items):
-            if j % n == w:
-                yield self.work(sid)
+            if (j // k) % n == w:  # worker w takes blocks w, w + n, ... of k consecutive elements
+                chunk.append(self.work(sid))
+                if len(chunk) == k:
+                    yield chunk
+                    chunk = []
 
 
 class Loader:
@@ -308,9 +318,11 @@ class Loader:
     # -- iteration --------------------------------------------------------------------------------
     def _results(self, work: _Work) -> Iterator[_Result]:
         cfg = self.cfg
-        ws = _WorkerStream(work, self.stream, cfg.rank, cfg.world_size, self._next, list(self._pending))
+        chunk = cfg.worker_chunk if cfg.num_workers > 0 else 1
+        ws = _WorkerStream(work, self.stream, cfg.rank, cfg.world_size, self._next, list(self._pending), chunk)
         if cfg.num_workers == 0:
-            yield from ws
+            for block in ws:
+                yield from block
             return
         import torch.utils.data as tud
 
@@ -319,7 +331,8 @@ class Loader:
         dl = tud.DataLoader(WorkerDataset(ws), batch_size=None, num_workers=cfg.num_workers,
                             prefetch_factor=cfg.prefetch, collate_fn=_identity, persistent_workers=False,
                             multiprocessing_context=cfg.mp_context)
-        yield from dl
+        for block in dl:
+            yield from block
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.cfg
@@ -333,6 +346,7 @@ class Loader:
         failures = 0
         received = 0
         workers = max(1, cfg.num_workers)
+        chunk = cfg.worker_chunk if cfg.num_workers > 0 else 1
         try:
             while True:
                 rows = []
@@ -348,7 +362,7 @@ class Loader:
                         else:
                             consumed += 1
                             nxt = after if after is not None else nxt
-                        self._worker_counters[(received % workers, res.sid[0])] = res.counters
+                        self._worker_counters[((received // chunk) % workers, res.sid[0])] = res.counters
                         received += 1
                         if res.item is None:
                             self.counts["skipped"][res.skip.split(":")[0] if res.skip else "?"] += 1
