@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core
 EXTRAS ?= test
 
-.PHONY: setup system demo test lint bench clean
+.PHONY: setup system demo test lint bench bench-loader clean
 
 setup: $(STAMP)
 
@@ -46,5 +46,12 @@ bench: setup
 	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) benchmarks/shards.py
 
+# the loader's peers (mosaicml-streaming, litdata) pull torchvision and with it a CUDA torch: they
+# get their own venv so .venv keeps the pinned CPU torch
+bench-loader: setup
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install -q -e '.[bench]'
+	.venv-bench/bin/python benchmarks/loader.py --images 2000 --repeat 3
+
 clean:
-	rm -rf $(VENV) .mmlake .pytest_cache test-artifacts
+	rm -rf $(VENV) .venv-bench .mmlake .pytest_cache test-artifacts
