@@ -1,0 +1,172 @@
+"""OCR as pipeline stages.
+
+``ocr`` (a map stage): runs an engine (``pipelines.ocr.engines``: ``rapidocr`` by default,
+``tesseract``, ``paddleocr``) over each image of a sample, loaded once per worker in
+``setup()``; adds annotations of role ``ocr_line`` (polygon + text + score) and, where the
+engine gives them, ``ocr_word``; writes ``meta.ocr`` per image: engine, page text in reading
+order, mean confidence, text-area ratio (share of the image covered by text polygons), number
+of lines. With ``as_transcript: true`` the sample becomes an ``ocr`` sample whose text is the
+transcript (optionally with line boxes as ``{polygon:i}`` placeholders).
+
+An image whose text covers more than ``infographic_area`` of it is an infographic, where OCR
+alone would teach the wrong thing: it is marked ``meta.ocr_route = "infographic"`` and gets an
+empty ``meta.description`` slot beside its OCR text, for a captioner to fill.
+
+``ocr_filter`` (a filter on ``meta.ocr``): ``low_ocr_confidence``, ``no_text`` / ``too_little_text``,
+and ``mostly_text`` (text area above ``max_text_area``; ``keep_mostly_text: true`` keeps them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from datalake.sample import Annotation, MediaPart, Sample, TextPart
+from pipelines.ocr.engines import ENGINES, OcrEngine, OcrEngineUnavailable, OcrLine, make_engine
+from pipelines.stage import FilterStage, MapStage, Reject, register
+
+__all__ = ["OcrStage", "OcrFilter", "ocr_image", "polygon_area"]
+
+
+def polygon_area(points: list[list[float]]) -> float:
+    p = np.asarray(points, dtype=float)
+    x, y = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+def ocr_image(engine: OcrEngine, data: bytes, max_side: int = 2000) -> tuple[list[OcrLine], tuple[int, int]]:
+    """OCR encoded image bytes; polygons come back in the image's own pixel coordinates."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        s = min(1.0, max_side / max(w, h))
+        if s < 1.0:
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR)
+        arr = np.asarray(im)
+    lines = engine(arr)
+    if s < 1.0:
+        for ln in lines:
+            ln.polygon = [[x / s, y / s] for x, y in ln.polygon]
+            ln.words = [([[x / s, y / s] for x, y in poly], t, sc) for poly, t, sc in ln.words]
+    return lines, (w, h)
+
+
+def _clip(points: list[list[float]], w: int, h: int) -> tuple[tuple[float, float], ...]:
+    return tuple((min(max(float(x), 0.0), float(w)), min(max(float(y), 0.0), float(h))) for x, y in points)
+
+
+@register
+class OcrStage(MapStage):
+    name = "ocr"
+
+    @dataclass(frozen=True)
+    class Config:
+        engine: str = "rapidocr"
+        min_score: float = 0.5
+        words: bool = True
+        max_side: int = 2000
+        as_transcript: bool = False
+        with_boxes: bool = False
+        lang: str = "eng"
+        model_dir: str | None = None
+        infographic_area: float = 0.35
+
+        def __post_init__(self) -> None:
+            if self.engine not in ENGINES:
+                raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {self.engine!r}")
+            if not 0 <= self.min_score <= 1:
+                raise ValueError("min_score must be in [0, 1]")
+
+    def setup(self) -> None:
+        opts: dict[str, Any] = {"lang": self.config.lang}
+        if self.config.model_dir:
+            opts["model_dir"] = self.config.model_dir
+        self.engine = make_engine(self.config.engine, **opts)
+        self.engine.load()  # once per worker; a missing engine fails the job here, with the reason
+
+    def map(self, sample: Sample) -> Sample:
+        if not hasattr(self, "engine"):
+            self.setup()
+        anns = list(sample.annotations)
+        meta: dict[str, Any] = dict(sample.meta)
+        pages: dict[str, Any] = {}
+        line_idx: list[int] = []
+        texts: list[str] = []
+        for i, m in enumerate(sample.media):
+            if not m.mime.startswith("image/"):
+                continue
+            try:
+                lines, (w, h) = ocr_image(self.engine, bytes(sample.blobs[m.name]), self.config.max_side)
+            except OcrEngineUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one bad image is this sample's problem
+                raise Reject("ocr_failed", f"{m.name}: {type(exc).__name__}: {exc}") from None
+            lines = [ln for ln in lines if ln.score >= self.config.min_score and ln.text.strip()]
+            area = 0.0
+            for ln in lines:
+                line_idx.append(len(anns))
+                anns.append(Annotation(i, "polygon", points=_clip(ln.polygon, w, h), text=ln.text,
+                                       score=round(ln.score, 4), role="ocr_line"))
+                area += polygon_area(ln.polygon)
+                if self.config.words:
+                    for poly, t, sc in ln.words:
+                        anns.append(Annotation(i, "polygon", points=_clip(poly, w, h), text=t, score=round(sc, 4),
+                                               role="ocr_word"))
+            page_text = "\n".join(ln.text for ln in lines)
+            texts.append(page_text)
+            pages[m.name] = {"engine": self.engine.name, "text": page_text, "lines": len(lines),
+                             "mean_confidence": round(float(np.mean([ln.score for ln in lines])), 4) if lines else 0.0,
+                             "text_area_ratio": round(min(1.0, area / max(1, w * h)), 4)}
+        meta["ocr"] = pages
+        if any(p["text_area_ratio"] > self.config.infographic_area for p in pages.values()):
+            meta["ocr_route"] = "infographic"
+            meta.setdefault("description", "")
+        out = dataclasses.replace(sample, annotations=tuple(anns), meta=meta)
+        if self.config.as_transcript and pages:
+            parts: list[Any] = []
+            for i, m in enumerate(sample.media):
+                if m.name in pages:
+                    parts.append(MediaPart(i))
+            body = []
+            for j in line_idx:
+                a = anns[j]
+                body.append(f"{a.text} {{polygon:{j}}}" if self.config.with_boxes else str(a.text))
+            parts.append(TextPart("\n".join(body)))
+            out = dataclasses.replace(out, kind="ocr", content=tuple(parts), messages=())
+        return out
+
+
+@register
+class OcrFilter(FilterStage):
+    name = "ocr_filter"
+
+    @dataclass(frozen=True)
+    class Config:
+        min_confidence: float = 0.0
+        min_lines: int = 0
+        max_text_area: float | None = None
+        keep_mostly_text: bool = False
+
+    def score(self, sample: Sample) -> dict[str, Any]:
+        pages = sample.meta.get("ocr")
+        if not isinstance(pages, dict) or not pages:
+            raise Reject("no_ocr", "run the ocr stage before ocr_filter")
+        return {"lines": sum(p["lines"] for p in pages.values()),
+                "mean_confidence": min(p["mean_confidence"] for p in pages.values()),
+                "text_area_ratio": max(p["text_area_ratio"] for p in pages.values())}
+
+    def decide(self, s: dict[str, Any]) -> str | None:
+        c = self.config
+        if s["lines"] < c.min_lines:
+            return "no_text" if s["lines"] == 0 else "too_little_text"
+        if s["lines"] and s["mean_confidence"] < c.min_confidence:
+            return "low_ocr_confidence"
+        if c.max_text_area is not None and s["text_area_ratio"] > c.max_text_area and not c.keep_mostly_text:
+            return "mostly_text"
+        return None
