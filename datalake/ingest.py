@@ -62,6 +62,7 @@ class IngestConfig:
     caption_column: str | None = None
     key_column: str | None = None
     license: str | None = None
+    pdf_dpi: int = 110
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
@@ -371,8 +372,22 @@ def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], i
             for t in tars:
                 yield from _read_tar(store, t)
         return chain(), None
+    pdfs = [f for f in files if f.lower().endswith(".pdf")]
+    if pdfs and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
+        return _read_pdfs(store, sorted(pdfs)), len(pdfs)
     stems = {f.rpartition(".")[0] or f for f in files if not _IGNORED.search(f)}
     return _read_folder(store, files), len(stems)
+
+
+def _read_pdfs(store: Store, pdfs: list[str]) -> Iterator[Candidate]:
+    """A folder of PDFs: each document becomes one long-document sample (``datalake.pdf``)."""
+    for f in pdfs:
+        c = Candidate(source=store.url(f), key=_safe_key(f.rpartition(".")[0]), uri=store.url(f))
+        try:
+            c.blobs = {"pdf": store.read(f)}
+        except (ObjectNotFound, StoreError, OSError) as exc:
+            c.error = ("unreadable_source", str(exc))
+        yield c
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +401,16 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
     if c.record is not None:
         try:
             return Sample.from_json(c.record, blobs=c.blobs or {}, key_hint=c.key)
+        except SampleError as exc:
+            return ("invalid_record", str(exc))
+    if c.blobs and "pdf" in c.blobs:
+        from datalake.pdf import PdfError, pdf_sample
+
+        try:
+            return pdf_sample(c.key or "doc", c.blobs["pdf"], source=c.uri or c.source, license=cfg.license,
+                              dpi=cfg.pdf_dpi)
+        except PdfError as exc:
+            return (exc.reason, exc.detail)
         except SampleError as exc:
             return ("invalid_record", str(exc))
     assert c.key is not None and c.image is not None

@@ -269,11 +269,14 @@ def schema_cmd(write: bool) -> None:
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("--runner", type=click.Choice(["local", "ray", "spark"]), default=None,
               help="Override the spec's runner (its runner_options are then dropped).")
+@click.option("--input", "inputs", multiple=True, metavar="REF|URI",
+              help="Override the spec's input (repeatable): a registered version or a raw folder/table/tar.")
 @lake_option
 @json_option
 @click.pass_context
 @_user_errors
-def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, lake: str | None, as_json: bool) -> None:
+def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, inputs: tuple[str, ...], lake: str | None,
+            as_json: bool) -> None:
     """Run a pipeline spec (filters, dedupe ...) into a new registered version.
 
     With --json, prints one object: run_id, output (name@N), inputs, kept, filtered (reason ->
@@ -283,6 +286,10 @@ def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, lake: str | 
 
     settings = _settings(ctx).with_lake(lake)
     spec = load_spec(spec_path).with_runner(runner)
+    if inputs:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, inputs=tuple(inputs))
     summary = run_pipeline(spec, settings.open_lake(), settings.registry_client(), progress=None if not as_json else False)
 
     def human() -> None:

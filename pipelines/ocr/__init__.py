@@ -76,6 +76,8 @@ class OcrStage(MapStage):
         lang: str = "eng"
         model_dir: str | None = None
         infographic_area: float = 0.35
+        #: documents (``meta.document``): OCR only the pages without a text layer
+        only_missing_text: bool = False
 
         def __post_init__(self) -> None:
             if self.engine not in ENGINES:
@@ -98,8 +100,12 @@ class OcrStage(MapStage):
         pages: dict[str, Any] = {}
         line_idx: list[int] = []
         texts: list[str] = []
+        doc = sample.meta.get("document") if isinstance(sample.meta.get("document"), dict) else None
+        layer = list(doc.get("text_layer", [])) if doc else []
         for i, m in enumerate(sample.media):
             if not m.mime.startswith("image/"):
+                continue
+            if self.config.only_missing_text and i < len(layer) and layer[i]:
                 continue
             try:
                 lines, (w, h) = ocr_image(self.engine, bytes(sample.blobs[m.name]), self.config.max_side)
@@ -123,11 +129,22 @@ class OcrStage(MapStage):
             pages[m.name] = {"engine": self.engine.name, "text": page_text, "lines": len(lines),
                              "mean_confidence": round(float(np.mean([ln.score for ln in lines])), 4) if lines else 0.0,
                              "text_area_ratio": round(min(1.0, area / max(1, w * h)), 4)}
+            if i < len(layer) and layer[i]:  # a born-digital page: OCR measured against its text layer
+                from pipelines.ocr.quality import cer
+
+                truth = "\n".join(str(a.text) for a in sample.annotations if a.media == i and a.role == "text_layer")
+                pages[m.name]["cer_vs_text_layer"] = round(cer(page_text, truth), 4)
         meta["ocr"] = pages
+        content = list(sample.content)
+        if doc is not None:  # scanned pages of a document: their text is the OCR text, after the page
+            for i, m in enumerate(sample.media):
+                if m.name in pages and not (i < len(layer) and layer[i]) and pages[m.name]["text"]:
+                    at = next(j for j, p in enumerate(content) if isinstance(p, MediaPart) and p.media == i)
+                    content.insert(at + 1, TextPart(pages[m.name]["text"]))
         if any(p["text_area_ratio"] > self.config.infographic_area for p in pages.values()):
             meta["ocr_route"] = "infographic"
             meta.setdefault("description", "")
-        out = dataclasses.replace(sample, annotations=tuple(anns), meta=meta)
+        out = dataclasses.replace(sample, annotations=tuple(anns), meta=meta, content=tuple(content))
         if self.config.as_transcript and pages:
             parts: list[Any] = []
             for i, m in enumerate(sample.media):

@@ -90,15 +90,9 @@ class RapidOcrEngine(OcrEngine):
         except ImportError:
             raise OcrEngineUnavailable("the rapidocr engine needs the rapidocr and onnxruntime packages: "
                                        "pip install 'mmlake[ocr]'") from None
-        import logging
-
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        self.engine = RapidOCR(params={"Global.log_level": "warning"} if self._supports_log_level() else None)
+        # quiet: rapidocr logs every model it loads to stdout, which would corrupt --json output
+        self.engine = RapidOCR(params={"Global.log_level": "warning"})
         super().load()
-
-    @staticmethod
-    def _supports_log_level() -> bool:
-        return False
 
     def run(self, image: np.ndarray) -> list[OcrLine]:
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # rapidocr expects OpenCV's BGR order

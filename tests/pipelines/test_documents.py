@@ -1,0 +1,85 @@
+"""PDFs to long-document samples: text layer as ground truth, scanned pages through OCR."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from datalake.pdf import PdfError, render_pdf
+from pipelines.ocr.quality import cer
+from synth.text import render_page
+
+LINES = [["Chapter one: the lake", "Shards are written before the manifest."],
+         ["Chapter two: the loader", "Resuming is a seek, not a replay."]]
+
+
+def born_digital_pdf(path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    matplotlib.rcParams["pdf.fonttype"] = 42  # embed TrueType: a real, extractable text layer
+    with PdfPages(path) as pdf:
+        for page in LINES:
+            fig = plt.figure(figsize=(6, 3))
+            for j, line in enumerate(page):
+                fig.text(0.08, 0.8 - 0.25 * j, line, fontsize=16)
+            pdf.savefig(fig)
+            plt.close(fig)
+
+
+def scanned_pdf(path: Path) -> str:
+    from PIL import Image
+
+    page = render_page(2, 0, size=(640, 240), augment=False, font_size=24, lines=3)
+    Image.open(io.BytesIO(page.jpeg)).save(path, "PDF", resolution=110)
+    return page.text
+
+
+def test_render_pdf_keeps_page_order_and_the_text_layer(tmp_path: Path) -> None:
+    born_digital_pdf(tmp_path / "a.pdf")
+    pages = render_pdf((tmp_path / "a.pdf").read_bytes(), dpi=100)
+    assert len(pages) == 2 and (pages[0].width, pages[0].height) == (600, 300)
+    for page, want in zip(pages, LINES, strict=True):
+        assert page.text.split("\n") == want
+        for poly, _ in page.lines:  # line boxes inside the page, in pixels
+            assert all(0 <= x <= page.width and 0 <= y <= page.height for x, y in poly)
+    scanned_pdf(tmp_path / "s.pdf")
+    assert render_pdf((tmp_path / "s.pdf").read_bytes())[0].text == ""
+    with pytest.raises(PdfError, match="unreadable_pdf"):
+        render_pdf(b"%PDF-1.4 not really")
+
+
+def test_pdf_folder_becomes_a_registered_long_document_dataset(tmp_path: Path) -> None:
+    from mmlake.cli import main
+
+    pdfs = tmp_path / "pdfs"
+    pdfs.mkdir()
+    born_digital_pdf(pdfs / "manual.pdf")
+    truth = scanned_pdf(pdfs / "scan.pdf")
+    (pdfs / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
+    runner = CliRunner(env={"MMLAKE_HOME": str(tmp_path / "home")})
+    spec = Path(__file__).resolve().parents[2] / "pipelines" / "specs" / "pdf-documents.yaml"
+    res = runner.invoke(main, ["run", str(spec), "--input", str(pdfs), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["kept"] == 2 and out["rejected"] == {"unreadable_pdf": 1}
+    from mmlake.settings import load_settings
+
+    lake = load_settings({"MMLAKE_HOME": str(tmp_path / "home")}).open_lake()
+    docs = {s.key: s for s in lake.open_version("documents")}
+    manual, scan = docs["manual"], docs["scan"]
+    assert manual.kind == "interleaved" and [m.name for m in manual.media] == ["0.png", "1.png"]
+    texts = [p.text for p in manual.content if hasattr(p, "text")]
+    assert texts == ["\n".join(page) for page in LINES]  # pages in order, text layer as the text
+    assert manual.meta["document"]["pages"] == 2 and manual.meta["document"]["token_estimate"] > 0
+    assert all(p["cer_vs_text_layer"] <= 0.05 for p in manual.meta["ocr"].values())
+    # the scanned page has no text layer: its text is the OCR text
+    assert scan.meta["document"]["text_layer"] == [False]
+    assert cer(scan.content[-1].text, truth) <= 0.02 and scan.meta["ocr"]["0.png"]["mean_confidence"] > 0.8
