@@ -613,12 +613,12 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/5] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/6] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/5] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/6] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
@@ -629,13 +629,13 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
 
     spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
     summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
-    click.echo(f"[3/5] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+    click.echo(f"[3/6] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
                f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
                f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[4/5] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/6] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
     from loader import LoaderConfig, SourceSpec, build_loader
@@ -651,11 +651,27 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     again.load_state_dict(state)
     resumed = [_batch_sig(b) for _, b in zip(range(2), again, strict=False)]
     m = ld.metrics()
-    click.echo(f"[5/5] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
+    click.echo(f"[5/6] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
                f"{', '.join(f'{k.split(chr(64))[0]} {v:.2f}' for k, v in m['mixture'].items())}; state "
                f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
                f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
     problems = problems or ([] if resumed == more else ["loader resume differs"])
+    from datalake.version import write_version
+    from pipelines.ocr import OcrStage
+    from pipelines.ocr.quality import cer
+    from synth.knowledge import knowledge_samples
+    from synth.text import text_samples
+
+    pages = text_samples(4, seed=0, size=(480, 240), augment=False)
+    know = knowledge_samples(6, seed=0)
+    infos = [client.register_version(write_version(lake, name, samples))
+             for name, samples in (("synth-ocr", pages), ("synth-knowledge", know))]
+    stage = OcrStage(OcrStage.Config(engine="rapidocr"))
+    stage.setup()
+    errs = [cer(stage.map(p).meta["ocr"]["0.jpg"]["text"], p.content[-1].text) for p in pages]
+    click.echo(f"[6/6] synthetic OCR pages and knowledge QA (geometry, charts, tables) -> "
+               f"{', '.join(i.ref for i in infos)}; rapidocr on the rendered pages: CER "
+               f"{100 * sum(errs) / len(errs):.2f}% against the exact ground truth")
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:

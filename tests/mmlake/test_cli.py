@@ -109,7 +109,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     res = runner.invoke(main, ["demo", "--samples", "12"])
     assert res.exit_code == 0, res.output
     assert "ingested 12, rejected 6" in res.output and "shard(s): OK" in res.output
-    assert "[5/5] loader:" in res.output and "identical batches" in res.output
+    assert "[5/6] loader:" in res.output and "identical batches" in res.output
+    assert "[6/6] synthetic OCR pages" in res.output and "synth-knowledge@1" in res.output
     peek = runner.invoke(main, ["loader", "peek", "demo-shapes@latest=1", "--seq-len", "1024", "--batches", "1",
                                 "--augment", "none", "--json"])
     assert peek.exit_code == 0, peek.output
