@@ -12,7 +12,8 @@ An image whose text covers more than ``infographic_area`` of it is an infographi
 alone would teach the wrong thing: it is marked ``meta.ocr_route = "infographic"`` and gets an
 empty ``meta.description`` slot beside its OCR text, for a captioner to fill.
 
-``ocr_filter`` (a filter on ``meta.ocr``): ``low_ocr_confidence``, ``no_text`` / ``too_little_text``,
+``ocr_filter`` (a filter on ``meta.ocr``): ``not_ocred`` (no ``ocr`` stage ran on its images),
+``low_ocr_confidence``, ``no_text`` / ``too_little_text``,
 and ``mostly_text`` (text area above ``max_text_area``; ``keep_mostly_text: true`` keeps them).
 """
 
@@ -172,14 +173,16 @@ class OcrFilter(FilterStage):
 
     def score(self, sample: Sample) -> dict[str, Any]:
         pages = sample.meta.get("ocr")
-        if not isinstance(pages, dict) or not pages:
-            raise Reject("no_ocr", "run the ocr stage before ocr_filter")
-        return {"lines": sum(p["lines"] for p in pages.values()),
+        if not isinstance(pages, dict) or not pages:  # no image was OCRed (or no ocr stage ran)
+            return {"ocr": False, "lines": 0, "mean_confidence": 0.0, "text_area_ratio": 0.0}
+        return {"ocr": True, "lines": sum(p["lines"] for p in pages.values()),
                 "mean_confidence": min(p["mean_confidence"] for p in pages.values()),
                 "text_area_ratio": max(p["text_area_ratio"] for p in pages.values())}
 
     def decide(self, s: dict[str, Any]) -> str | None:
         c = self.config
+        if not s.get("ocr", True):
+            return "not_ocred"
         if s["lines"] < c.min_lines:
             return "no_text" if s["lines"] == 0 else "too_little_text"
         if s["lines"] and s["mean_confidence"] < c.min_confidence:
