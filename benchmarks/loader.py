@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ class RssPeak:
         self.thread.join()
 
 
-class System:
+class System(ABC):
     """One loader under test: ``make(resume_state)`` -> (iterator of batches, samples per batch fn,
     state fn)."""
 
@@ -157,8 +158,9 @@ class System:
     def __init__(self, info: dict[str, Any], workers: int, args: argparse.Namespace) -> None:
         self.info, self.workers, self.args = info, workers, args
 
+    @abstractmethod
     def iterate(self, state: Any = None) -> tuple[Iterator[Any], Callable[[Any], int], Callable[[], Any]]:
-        raise NotImplementedError
+        """A fresh iterator (resumed from ``state``), a batch -> samples counter, a state getter."""
 
 
 class Mmlake(System):

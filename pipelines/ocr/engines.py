@@ -16,6 +16,7 @@ engine gives them. Models are loaded by ``load()``, once per worker.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
     return [ln for r in rows for ln in sorted(r, key=lambda a: a.bbox[0])]
 
 
-class OcrEngine:
+class OcrEngine(ABC):
     name = ""
 
     def __init__(self, **options: Any) -> None:
@@ -72,8 +73,9 @@ class OcrEngine:
     def load(self) -> None:
         self._loaded = True
 
+    @abstractmethod
     def run(self, image: np.ndarray) -> list[OcrLine]:
-        raise NotImplementedError
+        """Lines of ``image`` (HxWx3 RGB uint8), any order (``__call__`` sorts them)."""
 
     def __call__(self, image: np.ndarray) -> list[OcrLine]:
         if not self._loaded:
