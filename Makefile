@@ -7,8 +7,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 # Debian packages the project uses: PostgreSQL (registry tests run on a real server), Chromium
-# (web registry tests in a real browser, through Playwright), fonts for rendered text, Tesseract (OCR)
-SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core tesseract-ocr
+# (web registry tests in a real browser, through Playwright), fonts for rendered text (Latin, CJK,
+# handwriting), Tesseract (OCR)
+SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fonts-liberation2 fonts-wqy-microhei \
+	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr
 EXTRAS ?= test
 
 .PHONY: setup system demo test lint bench bench-loader clean

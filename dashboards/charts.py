@@ -34,9 +34,13 @@ def _fmt_edge(v: float, kind: str) -> str:
 
 
 def edge_labels(edges: Sequence[float], kind: str = "number") -> list[str]:
+    """Bin labels; ``kind="count"`` for whole numbers: ``[3, 5)`` reads "3–4", ``[1, 2)`` "1"."""
     out = []
     for i, lo in enumerate(edges):
         hi = edges[i + 1] if i + 1 < len(edges) else None
+        if kind == "count" and hi is not None:
+            out.append(f"{int(lo)}" if hi - lo <= 1 else f"{int(lo)}–{int(hi) - 1}")
+            continue
         out.append(f"≥{_fmt_edge(lo, kind)}" if hi is None else f"{_fmt_edge(lo, kind)}–{_fmt_edge(hi, kind)}")
     return out
 

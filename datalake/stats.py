@@ -14,12 +14,18 @@ from typing import Any
 
 from datalake.sample import Sample
 
-__all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES"]
+__all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES", "PAGES_EDGES",
+           "PAGE_TOKENS_EDGES", "CONFIDENCE_EDGES"]
 
 SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 ASPECT_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.333, 2.0, 4.0)
 TEXT_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536)
 BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26)
+# documents (samples with ``meta.document``) and OCRed images (``meta.ocr``)
+PAGES_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129)
+PAGE_TOKENS_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096)
+CONFIDENCE_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+_NEW_EDGES = {"pages": PAGES_EDGES, "page_tokens": PAGE_TOKENS_EDGES, "ocr_confidence": CONFIDENCE_EDGES}
 
 
 @dataclass
@@ -63,8 +69,13 @@ class VersionStats:
     aspect: Histogram = field(default_factory=lambda: Histogram(ASPECT_EDGES))
     text_length: Histogram = field(default_factory=lambda: Histogram(TEXT_EDGES))
     media_size: Histogram = field(default_factory=lambda: Histogram(BYTES_EDGES))
+    documents: int = 0
+    pages: Histogram = field(default_factory=lambda: Histogram(PAGES_EDGES))
+    page_tokens: Histogram = field(default_factory=lambda: Histogram(PAGE_TOKENS_EDGES))
+    ocr_pages: int = 0
+    ocr_confidence: Histogram = field(default_factory=lambda: Histogram(CONFIDENCE_EDGES))
 
-    _HISTS = ("width", "height", "aspect", "text_length", "media_size")
+    _HISTS = ("width", "height", "aspect", "text_length", "media_size", "pages", "page_tokens", "ocr_confidence")
 
     def add(self, s: Sample) -> None:
         self.samples += 1
@@ -82,6 +93,18 @@ class VersionStats:
             size = len(s.blobs.get(m.name, b""))
             self.media_bytes += size
             self.media_size.add(size)
+        doc = s.meta.get("document")
+        if isinstance(doc, dict) and isinstance(doc.get("pages"), int):
+            self.documents += 1
+            self.pages.add(doc["pages"])
+            for t in doc.get("tokens_per_page") or ():
+                self.page_tokens.add(t)
+        ocr = s.meta.get("ocr")
+        if isinstance(ocr, dict):
+            for page in ocr.values():
+                if isinstance(page, dict) and page.get("lines"):
+                    self.ocr_pages += 1
+                    self.ocr_confidence.add(float(page.get("mean_confidence", 0.0)))
 
     def merge(self, other: VersionStats) -> VersionStats:
         self.samples += other.samples
@@ -89,6 +112,8 @@ class VersionStats:
         self.media_bytes += other.media_bytes
         self.text_chars += other.text_chars
         self.synthetic += other.synthetic
+        self.documents += other.documents
+        self.ocr_pages += other.ocr_pages
         self.kinds.update(other.kinds)
         self.mimes.update(other.mimes)
         for h in self._HISTS:
@@ -98,13 +123,16 @@ class VersionStats:
     def to_json(self) -> dict[str, Any]:
         return {
             "samples": self.samples, "media": self.media, "media_bytes": self.media_bytes,
-            "text_chars": self.text_chars, "synthetic": self.synthetic,
+            "text_chars": self.text_chars, "synthetic": self.synthetic, "documents": self.documents,
+            "ocr_pages": self.ocr_pages,
             "kinds": dict(sorted(self.kinds.items())), "mimes": dict(sorted(self.mimes.items())),
             **{h: getattr(self, h).to_json() for h in self._HISTS},
         }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> VersionStats:
+        # versions written before a field existed read it as empty
         return cls(samples=d["samples"], media=d["media"], media_bytes=d["media_bytes"],
-                   text_chars=d["text_chars"], synthetic=d.get("synthetic", 0), kinds=Counter(d["kinds"]), mimes=Counter(d["mimes"]),
-                   **{h: Histogram.from_json(d[h]) for h in cls._HISTS})
+                   text_chars=d["text_chars"], synthetic=d.get("synthetic", 0), kinds=Counter(d["kinds"]),
+                   mimes=Counter(d["mimes"]), documents=d.get("documents", 0), ocr_pages=d.get("ocr_pages", 0),
+                   **{h: Histogram.from_json(d[h]) if h in d else Histogram(_NEW_EDGES[h]) for h in cls._HISTS})

@@ -265,6 +265,54 @@ def schema_cmd(write: bool) -> None:
 # pipelines
 
 
+@main.command("synth")
+@click.argument("generators", nargs=-1)
+@click.option("--dataset", default=None, help="Dataset to add the generated version to (required unless --list).")
+@click.option("-n", "count", default=100, show_default=True, help="Samples in all, dealt round-robin to the generators.")
+@click.option("--seed", default=0, show_default=True, help="Seed; each sample is a pure function of (seed, index).")
+@click.option("--start", default=0, show_default=True, help="First sample index (to extend a set without repeats).")
+@click.option("--clean", is_flag=True, help="Rendered text without augmentation (no rotation, blur, noise ...).")
+@click.option("--shard-samples", default=1000, show_default=True, help="Samples per shard.")
+@click.option("--list", "list_", is_flag=True, help="List the generators and whether each can run here.")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | None, count: int, seed: int,
+              start: int, clean: bool, shard_samples: int, list_: bool, lake: str | None, as_json: bool) -> None:
+    """Generate synthetic OCR / knowledge data with exact ground truth as a registered version.
+
+    \b
+    GENERATORS: text, text-cjk, handwriting (rendered pages, line/word polygons),
+    geometry, chart, table, html-table (questions answered from the generating data).
+    Generators that cannot run here (no such font, no Chromium) are skipped with the reason.
+    \b
+    mmlake synth text handwriting chart --dataset synth-mix -n 1000 --seed 7
+    """
+    from synth.run import GENERATORS, run_synth
+
+    if list_:
+        rows = {g.name: {"kind": g.kind, "help": g.help, "unavailable": g.unavailable()} for g in GENERATORS.values()}
+        _emit(as_json, rows, lambda: [click.echo(f"{k:<12} {v['kind']:<10} {v['help']}"
+                                                 + (f"  [skipped here: {v['unavailable']}]" if v["unavailable"] else ""))
+                                      for k, v in rows.items()])
+        return
+    if not generators or not dataset:
+        raise UserError("name one or more generators and --dataset (mmlake synth --list shows the generators)")
+    settings = _settings(ctx).with_lake(lake)
+    try:
+        res = run_synth(settings.registry_client(), settings.open_lake(), generators, dataset, count, seed,
+                        start=start, augment=not clean, shard_samples=shard_samples,
+                        progress=None if not as_json else False)
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+    out = res.to_json()
+    _emit(as_json, out, lambda: (
+        click.echo(f"{res.samples} samples -> {out['output']} (run {out['run']}): "
+                   + ", ".join(f"{k} {v}" for k, v in res.per_generator.items())),
+        [click.echo(f"skipped {k}: {v}") for k, v in res.skipped.items()]))
+
+
 @main.command("run")
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("--runner", type=click.Choice(["local", "ray", "spark"]), default=None,

@@ -66,7 +66,7 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 DATASET_STATES = ("active", "deprecated", "archived")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed")
-RUN_KINDS = ("ingest", "pipeline", "sync", "job")
+RUN_KINDS = ("ingest", "pipeline", "sync", "job", "synth")
 
 
 def _iso(t: dt.datetime | None) -> str | None:

@@ -5,13 +5,21 @@ noise, JPEG artefacts, backgrounds) and the exact line and word polygons *after*
 Each word's polygon is the four corners of its ink box (``ImageDraw.textbbox``) mapped by the
 same homography that warps the pixels, so the geometry is right by construction; tests re-render
 each word's box as a mask, warp it, and compare (IoU), and run OCR over clean pages (CER).
-Seeded and deterministic: ``render_page(seed, i)`` is a pure function.
+Seeded and deterministic: ``render_page(seed, i)`` is a pure function of the seed, the index
+and the set of installed fonts (the font used is recorded in ``meta.font``); ``MMLAKE_FONT_DIRS``
+(paths separated by ``:``) replaces the default font folders.
+
+Scripts: ``latin``, ``cjk`` (lines without spaces between words, as Chinese is written) and
+``handwriting`` (script/handwriting fonts: Dancing Script, Comic Neue, Breip, Humor Sans ...).
+Fonts that draw lower case as capitals (Humor Sans) get upper-case ground truth, so the
+transcript always says what the pixels show.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,19 +28,32 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-__all__ = ["find_fonts", "render_page", "TextPage", "Word", "words_vocabulary", "text_samples", "warp_points"]
+__all__ = ["find_fonts", "render_page", "TextPage", "Word", "words_vocabulary", "text_sample", "text_samples",
+           "warp_points", "caps_only", "FONT_PACKAGES"]
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"))
 CJK_HINTS = ("cjk", "noto sans cjk", "wqy", "droid sans fallback", "ipag", "ukai", "uming")
-HAND_HINTS = ("hand", "script", "comic", "kalam", "caveat", "dancing", "z003", "chancery")
+HAND_HINTS = ("hand", "script", "comic", "kalam", "caveat", "dancing", "z003", "chancery", "breip", "humor")
+FONT_PACKAGES = {"latin": "apt-get install fonts-dejavu-core fonts-liberation2",
+                 "cjk": "apt-get install fonts-wqy-microhei (or fonts-noto-cjk)",
+                 "handwriting": "apt-get install fonts-dancingscript fonts-comic-neue fonts-breip"}
 SKIP_HINTS = ("math", "symbol", "dingbat", "emoji", "extralight")
 
 
-@lru_cache(maxsize=1)
+def font_dirs() -> tuple[str, ...]:
+    env = os.environ.get("MMLAKE_FONT_DIRS")
+    return tuple(d for d in env.split(os.pathsep) if d) if env is not None else FONT_DIRS
+
+
 def find_fonts() -> dict[str, list[str]]:
     """Installed TrueType/OpenType fonts by family: ``latin``, ``cjk``, ``handwriting``."""
+    return _find_fonts(font_dirs())
+
+
+@lru_cache(maxsize=4)
+def _find_fonts(dirs: tuple[str, ...]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"latin": [], "cjk": [], "handwriting": []}
-    for d in FONT_DIRS:
+    for d in dirs:
         for p in sorted(Path(d).rglob("*")):
             if p.suffix.lower() not in (".ttf", ".otf", ".ttc"):
                 continue
@@ -86,6 +107,15 @@ class TextPage:
         return "\n".join(self.lines)
 
 
+@lru_cache(maxsize=64)
+def caps_only(font_path: str) -> bool:
+    """True when the font draws lower-case letters as capitals or small capitals (x-height at
+    cap height; text fonts sit at 0.5-0.8): its ground truth is upper case."""
+    f = ImageFont.truetype(font_path, 64)
+    x, cap = f.getbbox("x"), f.getbbox("X")
+    return (x[3] - x[1]) >= 0.92 * max(1, cap[3] - cap[1])
+
+
 def _homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     a = []
     for (x, y), (u, v) in zip(src, dst, strict=True):
@@ -105,13 +135,17 @@ def render_page(seed: int, index: int, *, size: tuple[int, int] = (640, 480), fo
                 font_size: int | None = None, lines: int | None = None, augment: bool = True,
                 script: str = "latin") -> TextPage:
     """One page of text lines with exact word/line polygons (after augmentation when asked)."""
+    if script not in FONT_PACKAGES:
+        raise ValueError(f"script must be one of {sorted(FONT_PACKAGES)}, got {script!r}")
     rng = np.random.default_rng([seed, index, 0x7E47])
     fonts = find_fonts()[script]
     if not fonts:
-        raise LookupError(f"no {script} font is installed (looked in {', '.join(FONT_DIRS)})")
+        raise LookupError(f"no {script} font is installed (looked in {', '.join(font_dirs()) or 'no folder'}; "
+                          f"on Debian: {FONT_PACKAGES.get(script, 'fonts-dejavu-core')})")
     font_path = font or fonts[int(rng.integers(len(fonts)))]
     fsize = int(font_size or rng.integers(16, 41))
     f = ImageFont.truetype(font_path, fsize)
+    upper = script != "cjk" and caps_only(font_path)
     w, h = size
     bg = tuple(int(c) for c in rng.integers(200, 256, 3)) if augment else (255, 255, 255)
     ink = tuple(int(c) for c in rng.integers(0, 70, 3)) if augment else (0, 0, 0)
@@ -132,15 +166,19 @@ def render_page(seed: int, index: int, *, size: tuple[int, int] = (640, 480), fo
         while True:
             word = (vocab[int(rng.integers(len(vocab)))] if script != "cjk"
                     else "".join(CJK_CHARS[int(i)] for i in rng.integers(0, len(CJK_CHARS), int(rng.integers(2, 5)))))
+            if upper:
+                word = word.upper()
             bbox = draw.textbbox((x, y), word, font=f)
             if bbox[2] > w - margin:
                 break
             draw.text((x, y), word, font=f, fill=ink)
             row.append((word, bbox))
-            x = bbox[2] + int(draw.textlength(" ", font=f)) + 1
+            # Chinese runs words together; other scripts put a space between them
+            x = (x + int(math.ceil(draw.textlength(word, font=f)))) if script == "cjk" else \
+                bbox[2] + int(draw.textlength(" ", font=f)) + 1
         if not row:
             break
-        texts.append(" ".join(wd for wd, _ in row))
+        texts.append(("" if script == "cjk" else " ").join(wd for wd, _ in row))
         boxes.append(row)
         y += line_h
     params: dict[str, Any] = {}
@@ -189,23 +227,29 @@ def render_page(seed: int, index: int, *, size: tuple[int, int] = (640, 480), fo
     return TextPage(w, h, buf.getvalue(), Path(font_path).name, fsize, texts, line_polys, words, params)
 
 
-def text_samples(n: int, seed: int = 0, *, size: tuple[int, int] = (640, 480), augment: bool = True,
-                 script: str = "latin", start: int = 0) -> list[Any]:
-    """``n`` ``ocr`` samples: the page image, its transcript, line and word polygons, ``meta.synthetic``."""
+KEY_PREFIX = {"latin": "text", "cjk": "textcjk", "handwriting": "texthand"}
+
+
+def text_sample(seed: int, index: int, *, size: tuple[int, int] = (640, 480), augment: bool = True,
+                script: str = "latin") -> Any:
+    """One ``ocr`` sample: the page image, its transcript, line and word polygons, ``meta.synthetic``."""
     from datalake.sample import Annotation, Media, MediaPart, Sample, Source, TextPart
 
-    out = []
-    for i in range(start, start + n):
-        p = render_page(seed, i, size=size, augment=augment, script=script)
-        anns = [Annotation(0, "polygon", points=poly, text=line, role="ocr_line", score=1.0)
-                for poly, line in zip(p.line_polygons, p.lines, strict=True)]
-        anns += [Annotation(0, "polygon", points=wd.polygon, text=wd.text, role="ocr_word", score=1.0,
-                            attrs={"line": wd.line}) for wd in p.words]
-        out.append(Sample(
-            key=f"text{i:06d}", kind="ocr", source=Source(f"synth://text/{script}/{seed}/{i}", "CC0-1.0"),
-            media=(Media("0.jpg", "image/jpeg", p.width, p.height),),
-            content=(MediaPart(0), TextPart(p.text)), annotations=tuple(anns),
-            meta={"synthetic": True, "generator": "synth.text", "font": p.font, "font_size": p.font_size,
-                  "augment": p.params | {"homography": None}},
-            blobs={"0.jpg": p.jpeg}))
-    return out
+    p = render_page(seed, index, size=size, augment=augment, script=script)
+    anns = [Annotation(0, "polygon", points=poly, text=line, role="ocr_line", score=1.0)
+            for poly, line in zip(p.line_polygons, p.lines, strict=True)]
+    anns += [Annotation(0, "polygon", points=wd.polygon, text=wd.text, role="ocr_word", score=1.0,
+                        attrs={"line": wd.line}) for wd in p.words]
+    return Sample(
+        key=f"{KEY_PREFIX[script]}{index:06d}", kind="ocr", source=Source(f"synth://text/{script}/{seed}/{index}", "CC0-1.0"),
+        media=(Media("0.jpg", "image/jpeg", p.width, p.height),),
+        content=(MediaPart(0), TextPart(p.text)), annotations=tuple(anns),
+        meta={"synthetic": True, "generator": "synth.text", "script": script, "font": p.font, "font_size": p.font_size,
+              "augment": p.params | {"homography": None}},
+        blobs={"0.jpg": p.jpeg})
+
+
+def text_samples(n: int, seed: int = 0, *, size: tuple[int, int] = (640, 480), augment: bool = True,
+                 script: str = "latin", start: int = 0) -> list[Any]:
+    """``n`` ``ocr`` samples (indices ``start .. start+n-1``), see ``text_sample``."""
+    return [text_sample(seed, i, size=size, augment=augment, script=script) for i in range(start, start + n)]

@@ -62,6 +62,23 @@ def _clip(points: list[list[float]], w: int, h: int) -> tuple[tuple[float, float
     return tuple((min(max(float(x), 0.0), float(w)), min(max(float(y), 0.0), float(h))) for x, y in points)
 
 
+def _retokenize(doc: dict[str, Any], sample: Sample, pages: dict[str, Any]) -> dict[str, Any]:
+    """The document's token estimate with OCR text counted on pages that had no text layer."""
+    from datalake.pdf import estimate_tokens
+
+    layer = list(doc.get("text_layer", []))
+    per_page, chars, sizes = [], 0, []
+    for i, m in enumerate(sample.media):
+        if i < len(layer) and layer[i]:
+            n = len("\n".join(str(a.text) for a in sample.annotations if a.media == i and a.role == "text_layer"))
+        else:
+            n = len(pages.get(m.name, {}).get("text", ""))
+        per_page.append(estimate_tokens(n, [(m.width, m.height)]))
+        chars += n
+        sizes.append((m.width, m.height))
+    return {**doc, "tokens_per_page": per_page, "token_estimate": estimate_tokens(chars, sizes)}
+
+
 @register
 class OcrStage(MapStage):
     name = "ocr"
@@ -142,6 +159,7 @@ class OcrStage(MapStage):
                 if m.name in pages and not (i < len(layer) and layer[i]) and pages[m.name]["text"]:
                     at = next(j for j, p in enumerate(content) if isinstance(p, MediaPart) and p.media == i)
                     content.insert(at + 1, TextPart(pages[m.name]["text"]))
+            meta["document"] = _retokenize(doc, sample, pages)
         if any(p["text_area_ratio"] > self.config.infographic_area for p in pages.values()):
             meta["ocr_route"] = "infographic"
             meta.setdefault("description", "")

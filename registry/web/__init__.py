@@ -116,6 +116,13 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
             histogram_chart(st.get("text_length"), "text length (characters)", chart_id="chart-text"),
             histogram_chart(st.get("media_size"), "media size", kind="bytes", chart_id="chart-bytes"),
         ]
+        if st.get("documents"):  # long documents (PDFs): their own statistics
+            charts += [histogram_chart(st.get("pages"), f"pages per document ({st['documents']} documents)",
+                                       kind="count", chart_id="chart-pages"),
+                       histogram_chart(st.get("page_tokens"), "tokens per page (estimate)", chart_id="chart-page-tokens")]
+        if st.get("ocr_pages"):
+            charts.append(histogram_chart(st.get("ocr_confidence"), f"OCR confidence ({st['ocr_pages']} OCRed pages)",
+                                          chart_id="chart-ocr-confidence"))
         funnel = funnel_from_counts(run.counts) if run else []
         if not funnel and info.rejects:
             funnel = [("inputs", info.samples + info.rejects["count"])] + \

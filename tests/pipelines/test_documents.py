@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -11,35 +10,7 @@ from click.testing import CliRunner
 
 from datalake.pdf import PdfError, render_pdf
 from pipelines.ocr.quality import cer
-from synth.text import render_page
-
-LINES = [["Chapter one: the lake", "Shards are written before the manifest."],
-         ["Chapter two: the loader", "Resuming is a seek, not a replay."]]
-
-
-def born_digital_pdf(path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    matplotlib.rcParams["pdf.fonttype"] = 42  # embed TrueType: a real, extractable text layer
-    with PdfPages(path) as pdf:
-        for page in LINES:
-            fig = plt.figure(figsize=(6, 3))
-            for j, line in enumerate(page):
-                fig.text(0.08, 0.8 - 0.25 * j, line, fontsize=16)
-            pdf.savefig(fig)
-            plt.close(fig)
-
-
-def scanned_pdf(path: Path) -> str:
-    from PIL import Image
-
-    page = render_page(2, 0, size=(640, 240), augment=False, font_size=24, lines=3)
-    Image.open(io.BytesIO(page.jpeg)).save(path, "PDF", resolution=110)
-    return page.text
+from tests.pdfs import LINES, born_digital_pdf, scanned_pdf
 
 
 def test_render_pdf_keeps_page_order_and_the_text_layer(tmp_path: Path) -> None:
@@ -83,3 +54,15 @@ def test_pdf_folder_becomes_a_registered_long_document_dataset(tmp_path: Path) -
     # the scanned page has no text layer: its text is the OCR text
     assert scan.meta["document"]["text_layer"] == [False]
     assert cer(scan.content[-1].text, truth) <= 0.02 and scan.meta["ocr"]["0.png"]["mean_confidence"] > 0.8
+    from datalake.pdf import estimate_tokens
+
+    image_only = estimate_tokens(0, [(scan.media[0].width, scan.media[0].height)])
+    assert scan.meta["document"]["tokens_per_page"][0] >= image_only + len(truth) // 4 - 2  # OCR text counted
+    # the registry has the document statistics the web registry charts
+    res = runner.invoke(main, ["datasets", "show", "documents@1", "--json"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output)["stats"]
+    assert st["documents"] == 2 and st["ocr_pages"] == 3
+    assert dict(zip(st["pages"]["edges"], st["pages"]["counts"], strict=True))[1] == 1  # scan: one page
+    assert dict(zip(st["pages"]["edges"], st["pages"]["counts"], strict=True))[2] == 1  # manual: two
+    assert sum(st["page_tokens"]["counts"]) == 3 and sum(st["ocr_confidence"]["counts"]) == 3

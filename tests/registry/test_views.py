@@ -54,6 +54,7 @@ def test_lineage_layout_puts_upstream_left_and_links_every_node() -> None:
 def test_charts_and_funnel() -> None:
     assert edge_labels([0, 64, 128]) == ["0–64", "64–128", "≥128"]
     assert edge_labels([0, 1024], "bytes") == ["0 B–1.0 KB", "≥1.0 KB"]
+    assert edge_labels([1, 2, 3, 5, 9], "count") == ["1", "2", "3–4", "5–8", "≥9"]
     h = str(histogram_chart({"edges": [0, 64, 128, 256], "counts": [0, 3, 5, 0]}, "w", chart_id="c"))
     assert re.findall(r'data-value="([\d.]+)"', h) == ["3", "5"]  # empty outer bins trimmed
     assert "no data" in str(bar_chart([], [], "empty"))

@@ -156,3 +156,37 @@ def test_login_submit_job_and_change_lifecycle(browser, site, request) -> None: 
     assert page.locator("#version-state").inner_text() == "deprecated"
     assert world.reg.get_version("from-browser@1").state == "deprecated"
     page.close()
+
+
+def test_document_statistics_are_charted(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    """A long-document version (PDFs, OCRed): pages per document, tokens per page and OCR
+    confidence are charted on its page; the OCR lines are drawn on the page images."""
+    from datalake import write_version
+    from datalake.pdf import pdf_sample
+    from pipelines.ocr import OcrStage
+    from tests.pdfs import born_digital_pdf, scanned_pdf
+
+    url, world = site
+    born_digital_pdf(world.tmp / "manual.pdf")
+    scanned_pdf(world.tmp / "scan.pdf")
+    stage = OcrStage(OcrStage.Config(engine="rapidocr", words=False))
+    stage.setup()
+    docs = [stage.map(pdf_sample(name, (world.tmp / f"{name}.pdf").read_bytes(), source=f"file://{name}.pdf"))
+            for name in ("manual", "scan")]
+    world.reg.register_version(write_version(world.lake, "documents", docs))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/datasets/documents/1")
+
+    def bars(chart: str) -> dict[str, float]:
+        return {b.get_attribute("data-label"): float(b.get_attribute("data-value"))
+                for b in page.locator(f"#{chart} rect.bar").all()}
+
+    assert bars("chart-pages") == {"1": 1.0, "2": 1.0}  # one 1-page scan, one 2-page manual
+    assert sum(bars("chart-page-tokens").values()) == 3
+    conf = bars("chart-ocr-confidence")
+    assert sum(conf.values()) == 3 and sum(v for k, v in conf.items() if k.startswith(("0.9", "≥0.99"))) >= 2
+    assert "2 documents" in page.locator("#chart-pages").get_attribute("aria-label")
+    card = page.locator(".sample").first
+    assert card.locator("svg.overlay polygon.ann-polygon").count() > 0
+    shot(page, "documents", request)
+    page.close()

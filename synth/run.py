@@ -1,0 +1,169 @@
+"""Synthetic datasets as registered versions (``mmlake synth``).
+
+``run_synth(client, lake, ["text", "handwriting", "chart"], "synth-ocr", n=1000, seed=0)``
+records a ``synth`` run, deals sample indices ``start .. start+n-1`` round-robin to the
+generators that can run here, writes them as one version through the lake writer (shards
+first, manifest last) and registers it as made by the run. Every generator is a pure function
+of (seed, index) -- the same call writes the same version digest again.
+
+A generator that cannot run on this machine (no handwriting font installed, no Chromium for
+HTML tables) is skipped with its reason logged and recorded in the run's counts; when none can
+run, the run fails with the reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from datalake.sample import Sample
+
+__all__ = ["GENERATORS", "Generator", "SynthResult", "generate", "run_synth"]
+
+log = logging.getLogger("mmlake.synth")
+
+
+@dataclass(frozen=True)
+class Generator:
+    name: str
+    kind: str
+    help: str
+    #: samples for these indices (a batch, so one browser or font cache serves many)
+    make: Callable[[int, list[int], bool], Iterator[Sample]]
+    #: why it cannot run here, or None
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+def _text(script: str) -> Generator:
+    from synth import text
+
+    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+        for i in idx:
+            yield text.text_sample(seed, i, script=script, augment=augment)
+
+    def why() -> str | None:
+        if text.find_fonts()[script]:
+            return None
+        return f"no {script} font is installed ({text.FONT_PACKAGES[script]})"
+
+    name = {"latin": "text", "cjk": "text-cjk", "handwriting": "handwriting"}[script]
+    return Generator(name, "ocr", f"rendered {script} text pages with exact line/word polygons", make, why)
+
+
+def _knowledge(name: str) -> Generator:
+    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+        from synth.knowledge import GENERATORS as KNOWLEDGE
+
+        for i in idx:
+            yield KNOWLEDGE[name](seed, i)
+
+    def why() -> str | None:
+        if name == "chart":
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                return "charts need matplotlib: pip install 'mmlake[ocr]'"
+        return None
+
+    helps = {"geometry": "triangles with computed angles, areas, perimeters",
+             "chart": "bar/line/pie/scatter charts (matplotlib) with data tables and computed QA",
+             "table": "tables drawn with Pillow, QA computed from the cells"}
+    return Generator(name, "knowledge", helps[name], make, why)
+
+
+def _html_table() -> Generator:
+    from synth import web
+
+    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+        yield from web.html_table_samples(idx, seed)
+
+    return Generator("html-table", "knowledge", "HTML/CSS tables rendered by headless Chromium, exact cell boxes",
+                     make, web.unavailable_reason)
+
+
+GENERATORS: dict[str, Generator] = {g.name: g for g in (
+    _text("latin"), _text("cjk"), _text("handwriting"), _knowledge("geometry"), _knowledge("chart"),
+    _knowledge("table"), _html_table())}
+
+
+@dataclass
+class SynthResult:
+    samples: int = 0
+    per_generator: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    version: Any = None
+    run: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples, "per_generator": self.per_generator, "skipped": self.skipped,
+                "output": self.run.outputs[0] if self.run is not None and self.run.outputs else
+                (self.version.ref if self.version is not None else None),
+                "run": self.run.id if self.run is not None else None}
+
+
+def plan(names: Iterable[str], n: int, start: int = 0) -> tuple[dict[str, list[int]], dict[str, str]]:
+    """Indices per runnable generator (round-robin over ``start .. start+n-1``) and skip reasons."""
+    names = list(dict.fromkeys(names))
+    unknown = [x for x in names if x not in GENERATORS]
+    if unknown:
+        raise ValueError(f"unknown generator(s) {unknown}; known: {', '.join(GENERATORS)}")
+    if n < 0 or start < 0:
+        raise ValueError("n and start must be >= 0")
+    skipped = {}
+    for x in names:
+        why = GENERATORS[x].unavailable()
+        if why:
+            skipped[x] = why
+            log.warning("synth: skipping %s: %s", x, why)
+    ok = [x for x in names if x not in skipped]
+    if not ok:
+        raise LookupError("no generator can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return {x: [i for i in range(start, start + n) if (i - start) % len(ok) == j] for j, x in enumerate(ok)}, skipped
+
+
+def generate(names: Iterable[str], n: int, seed: int = 0, *, start: int = 0, augment: bool = True,
+             result: SynthResult | None = None) -> Iterator[Sample]:
+    """The samples, generator by generator; skipped generators are noted in ``result``."""
+    return _generate(*plan(names, n, start), seed, augment, result)
+
+
+def _generate(batches: dict[str, list[int]], skipped: dict[str, str], seed: int, augment: bool,
+              result: SynthResult | None) -> Iterator[Sample]:
+    if result is not None:
+        result.skipped.update(skipped)
+    for name, idx in batches.items():
+        for s in GENERATORS[name].make(seed, idx, augment):
+            if result is not None:
+                result.samples += 1
+                result.per_generator[name] = result.per_generator.get(name, 0) + 1
+            yield s
+
+
+def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int, seed: int = 0, *,
+              start: int = 0, augment: bool = True, shard_samples: int = 1000,
+              progress: bool | None = None) -> SynthResult:
+    """Generate, write and register one version of ``dataset`` as a recorded ``synth`` run."""
+    from tqdm import tqdm
+
+    names = list(dict.fromkeys(names))
+    batches, skipped = plan(names, n, start)  # unknown names, "nothing can run": fail before a run is recorded
+    params = {"generators": names, "n": n, "seed": seed, "start": start, "augment": augment}
+    run = client.start_run("synth", f"synth {dataset}", spec={"type": "synth", "dataset": dataset, **params},
+                           parameters=params)
+    result = SynthResult()
+    try:
+        created = {"by": "mmlake synth", "run_id": run.id, **params}
+        with lake.writer(dataset, shard_samples=shard_samples, created=created) as w:
+            for s in tqdm(_generate(batches, skipped, seed, augment, result), total=n,
+                          unit="sample", desc=f"synth {dataset}", disable=None if progress is None else not progress):
+                w.add(s)
+            result.version = w.commit()
+    except Exception as exc:
+        client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    counts = {"inputs": n, "kept": result.samples, "generated": dict(result.per_generator),
+              "skipped_generators": dict(result.skipped)}
+    result.run = client.finish_run(run.id, "succeeded", counts=counts, outputs=[result.version])
+    return result
