@@ -96,6 +96,8 @@ class OcrStage(MapStage):
         infographic_area: float = 0.35
         #: documents (``meta.document``): OCR only the pages without a text layer
         only_missing_text: bool = False
+        #: rapidocr: classify lines as upside down and turn them (photos); off for pages
+        angle_cls: bool = False
 
         def __post_init__(self) -> None:
             if self.engine not in ENGINES:
@@ -105,6 +107,8 @@ class OcrStage(MapStage):
 
     def setup(self) -> None:
         opts: dict[str, Any] = {"lang": self.config.lang}
+        if self.config.angle_cls:
+            opts["angle_cls"] = True
         if self.config.model_dir:
             opts["model_dir"] = self.config.model_dir
         self.engine = make_engine(self.config.engine, **opts)

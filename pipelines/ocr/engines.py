@@ -92,8 +92,15 @@ class RapidOcrEngine(OcrEngine):
         except ImportError:
             raise OcrEngineUnavailable("the rapidocr engine needs the rapidocr and onnxruntime packages: "
                                        "pip install 'mmlake[ocr]'") from None
-        # quiet: rapidocr logs every model it loads to stdout, which would corrupt --json output
-        self.engine = RapidOCR(params={"Global.log_level": "warning"})
+        # quiet: rapidocr logs every model it loads to stdout, which would corrupt --json output.
+        # The 180-degree line classifier is off unless asked for (angle_cls=True, for photos with
+        # upside-down text): it squeezes each line to 192 px wide and, on long lines of small
+        # text, flips upright lines -- which turned 12-16 px pages into garbage (CER 12-20 %
+        # with it, 0 % without; benchmarks/ocr.py).
+        params: dict[str, Any] = {"Global.log_level": "warning", "Global.use_cls": bool(self.options.get("angle_cls"))}
+        if self.options.get("threads"):
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(self.options["threads"])
+        self.engine = RapidOCR(params=params)
         super().load()
 
     def run(self, image: np.ndarray) -> list[OcrLine]:
