@@ -33,6 +33,18 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmlake-shots-"))
     reg = Registry(f"sqlite:///{tmp / 'registry.db'}")
     world = regfix.populate(reg, tmp)
+    # a long-document version (two PDFs, OCRed) for the document statistics
+    from datalake import write_version
+    from datalake.pdf import pdf_sample
+    from pipelines.ocr import OcrStage
+    from tests.pdfs import born_digital_pdf, scanned_pdf
+
+    born_digital_pdf(tmp / "manual.pdf")
+    scanned_pdf(tmp / "scan.pdf")
+    stage = OcrStage(OcrStage.Config(engine="rapidocr", words=False))
+    stage.setup()
+    docs = [stage.map(pdf_sample(n, (tmp / f"{n}.pdf").read_bytes(), source=f"file://{n}.pdf")) for n in ("manual", "scan")]
+    reg.register_version(write_version(world.lake, "documents", docs))
     out = ROOT / "docs" / "images"
     out.mkdir(parents=True, exist_ok=True)
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,7 +53,8 @@ def main() -> None:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = b.new_page(viewport={"width": 1280, "height": 860})
         for name, path, full in (("datasets", "/datasets", False), ("version-page", "/datasets/mix/1", True),
-                                 ("sample", "/datasets/mix/1/samples/2", False), ("raw-version", "/datasets/raw/1", False)):
+                                 ("sample", "/datasets/mix/1/samples/2", False), ("raw-version", "/datasets/raw/1", False),
+                                 ("documents-page", "/datasets/documents/1", True)):
             page.goto(url + path)
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out / f"{name}.png"), full_page=full)

@@ -704,22 +704,23 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
                f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
                f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
     problems = problems or ([] if resumed == more else ["loader resume differs"])
-    from datalake.version import write_version
     from pipelines.ocr import OcrStage
     from pipelines.ocr.quality import cer
-    from synth.knowledge import knowledge_samples
-    from synth.text import text_samples
+    from synth.run import run_synth
 
-    pages = text_samples(4, seed=0, size=(480, 240), augment=False)
-    know = knowledge_samples(6, seed=0)
-    infos = [client.register_version(write_version(lake, name, samples))
-             for name, samples in (("synth-ocr", pages), ("synth-knowledge", know))]
+    ocr_set = run_synth(client, lake, ["text", "text-cjk", "handwriting"], "synth-ocr", 6, seed=0, augment=False,
+                        progress=False)
+    know = run_synth(client, lake, ["geometry", "chart", "table", "html-table"], "synth-knowledge", 8, seed=0,
+                     progress=False)
     stage = OcrStage(OcrStage.Config(engine="rapidocr"))
     stage.setup()
+    pages = list(lake.open_version(ocr_set.to_json()["output"].split("@")[0]))
     errs = [cer(stage.map(p).meta["ocr"]["0.jpg"]["text"], p.content[-1].text) for p in pages]
-    click.echo(f"[6/6] synthetic OCR pages and knowledge QA (geometry, charts, tables) -> "
-               f"{', '.join(i.ref for i in infos)}; rapidocr on the rendered pages: CER "
-               f"{100 * sum(errs) / len(errs):.2f}% against the exact ground truth")
+    skipped = {**ocr_set.skipped, **know.skipped}
+    click.echo(f"[6/6] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
+               f"{ocr_set.to_json()['output']}, {know.samples} knowledge QA ({', '.join(know.per_generator)}) -> "
+               f"{know.to_json()['output']}; rapidocr on the clean pages: CER {100 * sum(errs) / len(errs):.2f}% "
+               f"against the exact ground truth" + (f"; skipped {skipped}" if skipped else ""))
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:
