@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PdfPage", "render_pdf", "pdf_sample", "PdfError", "estimate_tokens"]
+__all__ = ["PdfPage", "render_pdf", "pdf_sample", "PdfError", "estimate_tokens", "page_samples", "split_pages"]
 
 
 class PdfError(ValueError):
@@ -97,3 +97,73 @@ def pdf_sample(key: str, data: bytes, *, source: str, license: str | None = None
     return Sample(key=key, kind="interleaved", source=Source(source, license), media=tuple(media),
                   content=tuple(content), annotations=tuple(anns), meta=meta,
                   blobs={f"{i}.png": p.png for i, p in enumerate(pages)})
+
+
+def page_samples(doc: Any) -> list[Any]:
+    """A long-document sample's pages as ``ocr`` samples (image -> that page's text), keys
+    ``<doc>-p0000`` ...; a page's text is its text layer, or its OCR text (after the ``ocr``
+    stage) where it had none; pages without any text are left out. The page's annotations
+    (text-layer lines, OCR lines/words) come along on media 0; ``meta.page`` says where it came
+    from."""
+    import dataclasses
+
+    from datalake.sample import Media, MediaPart, Sample, TextPart
+
+    d = doc.meta.get("document") or {}
+    layer = list(d.get("text_layer", []))
+    ocr = doc.meta.get("ocr") or {}
+    out = []
+    for i, m in enumerate(doc.media):
+        has_layer = i < len(layer) and bool(layer[i])
+        if has_layer:
+            text = "\n".join(str(a.text) for a in doc.annotations if a.media == i and a.role == "text_layer")
+        else:
+            text = str((ocr.get(m.name) or {}).get("text") or "")
+        if not text.strip():
+            continue
+        ext = m.name.rpartition(".")[2]
+        anns = tuple(dataclasses.replace(a, media=0) for a in doc.annotations if a.media == i)
+        meta: dict[str, Any] = {"page": {"document": doc.key, "index": i, "pages": len(doc.media),
+                                         "text_from": "text_layer" if has_layer else "ocr"},
+                                "token_estimate": estimate_tokens(len(text), [(m.width, m.height)])}
+        if m.name in ocr:
+            meta["ocr"] = {f"0.{ext}": ocr[m.name]}
+        out.append(Sample(key=f"{doc.key}-p{i:04d}", kind="ocr", source=doc.source,
+                          media=(Media(f"0.{ext}", m.mime, m.width, m.height),),
+                          content=(MediaPart(0), TextPart(text)), annotations=anns, meta=meta,
+                          blobs={f"0.{ext}": doc.blobs[m.name]}))
+    return out
+
+
+def split_pages(client: Any, lake: Any, ref: str, dataset: str, *, progress: bool | None = None) -> dict[str, Any]:
+    """Write the pages of every document in version ``ref`` as a new version of ``dataset``,
+    recorded as a run with ``ref`` as its input (lineage); counts: documents in, pages out,
+    pages left out for having no text."""
+    from tqdm import tqdm
+
+    from datalake.version import DatasetVersion
+
+    info = client.resolve(ref, for_read=True)
+    version = DatasetVersion.open(info.manifest_uri)
+    run = client.start_run("job", f"pages of {info.ref}", inputs=[info.ref],
+                           spec={"type": "document_pages", "input": info.ref, "dataset": dataset})
+    docs = pages = empty = 0
+    try:
+        with lake.writer(dataset, created={"by": "mmlake documents pages", "run_id": run.id, "input": info.ref}) as w:
+            for s in tqdm(version, total=len(version), unit="doc", desc=f"pages of {info.ref}",
+                          disable=None if progress is None else not progress):
+                docs += 1
+                got = page_samples(s)
+                empty += len(s.media) - len(got)
+                for p in got:
+                    w.add(p)
+                    pages += 1
+            if not pages:
+                raise ValueError(f"{info.ref} has no page with text (run the ocr stage on scanned documents first)")
+            out = w.commit()
+    except Exception as exc:
+        client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    counts = {"inputs": docs, "pages": pages, "pages_without_text": empty}
+    run = client.finish_run(run.id, "succeeded", counts=counts, outputs=[out])
+    return {"input": info.ref, "output": run.outputs[0], "run": run.id, **counts}

@@ -313,6 +313,36 @@ def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | No
         [click.echo(f"skipped {k}: {v}") for k, v in res.skipped.items()]))
 
 
+@main.group("documents")
+def documents_group() -> None:
+    """Long documents (PDFs ingested as interleaved samples)."""
+
+
+@documents_group.command("pages")
+@click.argument("ref")
+@click.option("--dataset", required=True, help="Dataset to write the per-page ocr samples to.")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def documents_pages_cmd(ctx: click.Context, ref: str, dataset: str, lake: str | None, as_json: bool) -> None:
+    """Split the documents of version REF into per-page `ocr` samples (page image -> its text:
+    the text layer, or the OCR text for scanned pages), as a new version of --dataset with REF
+    as its lineage input. Run the pdf-documents pipeline (with its ocr stage) first.
+
+    \b
+    mmlake documents pages documents@latest --dataset document-pages
+    """
+    from datalake.pdf import split_pages
+
+    settings = _settings(ctx).with_lake(lake)
+    out = split_pages(settings.registry_client(), settings.open_lake(), ref, dataset,
+                      progress=None if not as_json else False)
+    _emit(as_json, out, lambda: click.echo(
+        f"{out['inputs']} documents -> {out['pages']} page samples -> {out['output']} (run {out['run']}); "
+        f"{out['pages_without_text']} page(s) without text left out"))
+
+
 @main.command("run")
 @click.argument("spec_path", metavar="SPEC.yaml")
 @click.option("--runner", type=click.Choice(["local", "ray", "spark"]), default=None,

@@ -66,3 +66,20 @@ def test_pdf_folder_becomes_a_registered_long_document_dataset(tmp_path: Path) -
     assert dict(zip(st["pages"]["edges"], st["pages"]["counts"], strict=True))[1] == 1  # scan: one page
     assert dict(zip(st["pages"]["edges"], st["pages"]["counts"], strict=True))[2] == 1  # manual: two
     assert sum(st["page_tokens"]["counts"]) == 3 and sum(st["ocr_confidence"]["counts"]) == 3
+    # per-page ocr samples: the text layer where there is one, the OCR text for the scan
+    res = runner.invoke(main, ["documents", "pages", "documents@1", "--dataset", "pages", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert (out["inputs"], out["pages"], out["pages_without_text"], out["output"]) == (2, 3, 0, "pages@1")
+    pages = {s.key: s for s in lake.open_version("pages")}
+    assert sorted(pages) == ["manual-p0000", "manual-p0001", "scan-p0000"]
+    p1 = pages["manual-p0001"]
+    assert p1.kind == "ocr" and p1.content[-1].text == "\n".join(LINES[1]) and p1.meta["page"]["text_from"] == "text_layer"
+    assert p1.blobs["0.png"] == manual.blobs["1.png"] and {a.media for a in p1.annotations} == {0}
+    sp = pages["scan-p0000"]
+    assert sp.meta["page"] == {"document": "scan", "index": 0, "pages": 1, "text_from": "ocr"}
+    assert sp.content[-1].text == scan.meta["ocr"]["0.png"]["text"] and cer(sp.content[-1].text, truth) <= 0.02
+    lineage = json.loads(runner.invoke(main, ["datasets", "lineage", "pages@1", "--json"]).output)
+    assert "documents@1" in json.dumps(lineage)
+    res = runner.invoke(main, ["documents", "pages", "nothing@1", "--dataset", "x"])
+    assert res.exit_code == 2 and "nothing" in res.output
