@@ -150,6 +150,14 @@ def render_page(seed: int, index: int, *, size: tuple[int, int] = (640, 480), fo
     bg = tuple(int(c) for c in rng.integers(200, 256, 3)) if augment else (255, 255, 255)
     ink = tuple(int(c) for c in rng.integers(0, 70, 3)) if augment else (0, 0, 0)
     img = Image.new("RGB", (w, h), bg)
+    texture = None
+    if augment and rng.random() < 0.5:  # a paper-like background: smooth blotches around the colour
+        gh, gw = max(2, h // 48), max(2, w // 48)
+        grid = rng.normal(0, 14, (gh, gw, 1)) + rng.normal(0, 4, (gh, gw, 3))  # mostly light/dark, a little hue
+        blot = np.asarray(Image.fromarray(np.clip(grid + 128, 0, 255).astype(np.uint8)).resize(
+            (w, h), Image.Resampling.BICUBIC), dtype=np.float32) - 128
+        img = Image.fromarray(np.clip(np.asarray(img, dtype=np.float32) + blot, 170, 255).astype(np.uint8))
+        texture = "blotches"
     draw = ImageDraw.Draw(img)
     vocab = words_vocabulary()
     margin = max(8, fsize // 2)
@@ -181,7 +189,7 @@ def render_page(seed: int, index: int, *, size: tuple[int, int] = (640, 480), fo
         texts.append(("" if script == "cjk" else " ").join(wd for wd, _ in row))
         boxes.append(row)
         y += line_h
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"background": texture} if texture else {}
     hmat = np.eye(3)
     if augment:
         # rotation and perspective distortion: one homography for pixels and polygons
