@@ -673,6 +673,63 @@ def loader_tokenizer_cmd(path: str, vocab_size: int) -> None:
     tok_main(["save", path, "--vocab-size", str(vocab_size)])
 
 
+@main.command("train")
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
+@click.option("--resume", default=None, metavar="PATH",
+              help="Continue from a checkpoint: a step-N folder, a checkpoint root (its newest), or 'auto' "
+                   "(the newest under the config's checkpoint dir, else start fresh).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config field (YAML value), e.g. --set train.steps=100 --set data.num_workers=8.")
+@click.option("--no-registry", is_flag=True, help="Do not record the run in the registry.")
+@json_option
+@click.pass_context
+@_user_errors
+def train_cmd(ctx: click.Context, config_path: str, resume: str | None, overrides: tuple[str, ...],
+              no_registry: bool, as_json: bool) -> None:
+    """Train the in-repo Kimi-VL-shaped model from the loader (configs in training/configs/).
+
+    \b
+    One command for every setting: CPU, one GPU, or N GPUs / ranks through torchrun:
+      mmlake train training/configs/cpu-tiny.yaml
+      torchrun --nproc_per_node 2 -m mmlake.cli train training/configs/h200.yaml
+    Logs one JSONL line per step and rank under train.out/log/, checkpoints (model, optimizer,
+    step, RNG and every rank's loader state) under train.out/checkpoints/, a loss plot at the end.
+    """
+    import os
+
+    import yaml
+
+    from training import load_config, train
+
+    sets = {}
+    for o in overrides:
+        key, eq, val = o.partition("=")
+        if not eq:
+            raise ValueError(f"--set {o!r}: write SECTION.KEY=VALUE, e.g. train.steps=100")
+        sets[key.strip()] = yaml.safe_load(val)
+    cfg = load_config(config_path, sets)
+    settings = _settings(ctx)
+    client = None
+    if not no_registry and cfg.train.register and int(os.environ.get("RANK", "0")) == 0:
+        client = settings.registry_client()
+    if cfg.data.registry is None:
+        from dataclasses import replace
+
+        cfg = replace(cfg, data=replace(cfg.data, registry=settings.registry))
+    res = train(cfg, resume, client=client, progress=not as_json)
+    out = {"steps": res.steps, "start_step": res.start_step, "last_loss": res.last_loss, "out": res.out,
+           "checkpoint": res.checkpoint, "run": res.run_id, "summary": res.summary}
+
+    def human() -> None:
+        s = res.summary
+        click.echo(f"trained steps {res.start_step}..{res.start_step + res.steps}: loss {s.get('first_loss', 0):.4f} -> "
+                   f"{s.get('last_loss', 0):.4f}; checkpoint {res.checkpoint}"
+                   + (f"; run {res.run_id}" if res.run_id else ""))
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        _emit(as_json, out, human)
+
+
 @main.command("demo")
 @click.option("--samples", default=200, show_default=True, help="Images in the generated corpus.")
 @click.option("--workdir", default=None, help="Where to generate the raw corpus [default: $MMLAKE_HOME/demo].")

@@ -73,7 +73,7 @@ class DatasetVersion(Base):
 class Run(Base):
     __tablename__ = "runs"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a UUID (OpenLineage runId)
-    kind: Mapped[str] = mapped_column(String(16))  # ingest | pipeline | sync | job | synth
+    kind: Mapped[str] = mapped_column(String(16))  # ingest | pipeline | sync | job | synth | train
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="running")  # queued running succeeded failed
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -66,7 +66,7 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 DATASET_STATES = ("active", "deprecated", "archived")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed")
-RUN_KINDS = ("ingest", "pipeline", "sync", "job", "synth")
+RUN_KINDS = ("ingest", "pipeline", "sync", "job", "synth", "train")
 
 
 def _iso(t: dt.datetime | None) -> str | None:

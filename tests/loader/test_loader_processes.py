@@ -158,7 +158,9 @@ def test_s3_source_through_throttling_proxy_with_rate_limit(versions: dict[str, 
     assert cached == sorted(f"{s.sha256}.tar" for s in local.manifest.shards)  # each shard once, whole
     m = ld.metrics()
     assert m["cache_hit_rate"] is not None and m["cache_hit_rate"] > 0.9
-    assert proxy.seen / elapsed <= 20.0 * 1.3 + 5  # the node limit (plus the token bucket's burst)
+    # the node limit: 20 req/s split over 2 workers, each bucket starting full (a burst of 10 each);
+    # a bound on the rate alone fails on short runs that fit inside the burst
+    assert proxy.seen <= 20.0 * elapsed * 1.3 + 2 * 10 + 2
     # no disk cache: whole shards in each worker's memory, one GET per shard (and index), not per sample
     monkeypatch.setenv("MMLAKE_S3_ENDPOINT", s3_endpoint)
     mem = build_loader(LoaderConfig([SourceSpec(uri)], num_workers=0, cache_dir="off", **kw))
