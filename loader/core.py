@@ -344,6 +344,7 @@ class Loader:
         sids: dict[int, tuple[int, int]] = {}  # id(item) -> sid
         consumed, nxt = self._consumed, self._next
         failures = 0
+        src_skips: dict[int, int] = {}  # consecutive skips per source
         received = 0
         workers = max(1, cfg.num_workers)
         chunk = cfg.worker_chunk if cfg.num_workers > 0 else 1
@@ -373,14 +374,27 @@ class Loader:
                                     f"loader: {failures} consecutive unreadable samples, the last one "
                                     f"{res.where} key {res.key!r}: {res.skip}. Check the dataset with "
                                     f"`mmlake datalake verify`.")
+                            # a source that only ever skips (every sample overlong, or capped away)
+                            # would otherwise be drawn from forever without yielding anything
+                            s_idx = res.sid[0]
+                            src_skips[s_idx] = src_skips.get(s_idx, 0) + 1
+                            if src_skips[s_idx] >= cfg.max_consecutive_failures * 16:
+                                why = res.skip.split(":")[0] if res.skip else "?"
+                                hint = {"overlong": "raise seq_len or use overlong='truncate'",
+                                        "synthetic cap": "raise its max_synthetic or its share of real samples"}
+                                raise RuntimeError(
+                                    f"loader: source {self.sources[s_idx].ref} skipped its last {src_skips[s_idx]} "
+                                    f"samples in a row ({why}; the last {res.where} key {res.key!r}): it yields "
+                                    f"nothing. {hint.get(why, 'Check the dataset with `mmlake datalake verify`')}.")
                             continue
                         failures = 0
+                        src_skips[res.sid[0]] = 0
                         sids[id(res.item)] = res.sid
                         res.item.synthetic = res.synthetic  # type: ignore[attr-defined]
                         packer.add(res.item)
                     rows.append(packer.row())
                 batch = collate_rows(rows, cfg.seq_len, [[it.key for it in row] for row in rows],
-                                     [[sids[id(it)] for it in row] for row in rows])
+                                     [[sids[id(it)] for it in row] for row in rows], pad_id=self.tokenizer.pad)
                 # the trainer receives this batch: commit the state to it
                 self._consumed, self._next = consumed, nxt
                 self._pending = [sids[id(it)] for it in packer.buffer]
@@ -397,7 +411,8 @@ class Loader:
                 self.step += 1
                 if cfg.step_log:
                     self._log_rows.append({"step": self.step - 1, "rank": cfg.rank,
-                                           "sample_keys": batch["sample_keys"]})
+                                           "sample_keys": batch["sample_keys"],
+                                           "augment_params": json.dumps(batch["augment_params"])})
                     if len(self._log_rows) >= 100:
                         self.flush_step_log()
                 self._maybe_progress()

@@ -14,7 +14,8 @@ trailing segment per row, so ``cu_seqlens[-1] == batch_size * seq_len``), ready 
 attention; ``pixel_values`` concatenates the patches of every image in the batch in token
 order with ``image_grid_hw`` giving each image's patch grid (NaViT). ``sample_keys`` lists each
 row's ``dataset@version/key`` in order, ``sample_draws`` the same samples as ``[source, draw]``
-(draw ``k`` of a source of ``N`` samples is in its epoch ``k // N``).
+(draw ``k`` of a source of ``N`` samples is in its epoch ``k // N``), ``augment_params`` the
+augmentation each image got (crop box, flip, rotation, colour, ...; per row, sample, image).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 __all__ = ["BestFitPacker", "collate_rows", "PAD_ID"]
 
+#: padding id when the caller names none; the loader passes its tokenizer's ``<|pad|>``
 PAD_ID = 0
 T = TypeVar("T")
 
@@ -71,12 +73,13 @@ class BestFitPacker(Generic[T]):
 
 
 def collate_rows(rows: Sequence[Sequence[Any]], seq_len: int, row_keys: Sequence[Sequence[str]],
-                 row_draws: Sequence[Sequence[tuple[int, int]]] | None = None) -> dict[str, Any]:
+                 row_draws: Sequence[Sequence[tuple[int, int]]] | None = None, pad_id: int = PAD_ID
+                 ) -> dict[str, Any]:
     """Rows of ``Processed`` items -> a batch dict of torch tensors (see the module doc)."""
     import torch
 
     b = len(rows)
-    input_ids = np.full((b, seq_len), PAD_ID, dtype=np.int64)
+    input_ids = np.full((b, seq_len), pad_id, dtype=np.int64)
     labels = np.full((b, seq_len), -100, dtype=np.int64)
     position_ids = np.zeros((b, seq_len), dtype=np.int64)
     segment_ids = np.full((b, seq_len), -1, dtype=np.int64)
@@ -111,4 +114,6 @@ def collate_rows(rows: Sequence[Sequence[Any]], seq_len: int, row_keys: Sequence
         "image_grid_hw": torch.tensor(grids, dtype=torch.int64).reshape(-1, 2),
         "sample_keys": [list(k) for k in row_keys],
         "sample_draws": [[list(d) for d in row] for row in row_draws] if row_draws is not None else None,
+        # per row, per sample, per image: the augmentation parameters applied (crop, flip, ...)
+        "augment_params": [[list(getattr(it, "params", [])) for it in row] for row in rows],
     }

@@ -10,8 +10,9 @@ Text: placeholders ``{box:i}``, ``{point:i}``, ``{polygon:i}`` are rendered *aft
 augmentation, from the moved geometry, as normalised 0-1000 integers (``coords="norm1000"``)
 or pixels of the augmented image (``coords="pixels"``); an annotation pushed out of the image
 renders as ``(out of view)``, never a dangling number. A horizontal flip swaps left/right words.
-Flips are off for kinds where mirrored text would be wrong (OCR, GUI agents, knowledge pages)
-and for samples with several images (one text cannot describe two flips).
+Flips are off for kinds where mirrored text would be wrong (OCR, GUI agents, knowledge pages),
+for images in which the OCR stage found text (``meta.ocr``: a photo of a street sign stays
+readable) and for samples with several images (one text cannot describe two flips).
 
 Loss: for ``sft`` and ``agent`` samples only on assistant turns and their ``<|im_end|>``; for
 pre-training kinds on every text token and the closing ``<|endoftext|>``; never on media tokens
@@ -145,7 +146,7 @@ class SampleProcessor:
     def process(self, sample: Sample, *, dataset: str, epoch: int) -> Processed:
         rec_anns = [a for a in sample.to_json().get("annotations", [])]
         n_images = len(sample.media)
-        allow_flip = sample.kind not in NO_FLIP_KINDS and n_images == 1
+        allow_flip = sample.kind not in NO_FLIP_KINDS and n_images == 1 and not _has_text(sample, 0)
         out_anns: list[dict[str, Any] | None] = list(rec_anns)
         sizes: dict[int, tuple[int, int]] = {}
         patches, grids, params = [], [], []
@@ -165,7 +166,7 @@ class SampleProcessor:
 
         def text_ids(text: str) -> list[int]:
             text = render_placeholders(text, out_anns, sizes, self.coords)
-            return self.tok.encode(swap_left_right(text) if flipped else text)
+            return self.tok.encode(swap_left_right(text, self.policy.get("lr_swap", "spatial")) if flipped else text)
 
         ids: list[int] = []
         labels: list[int] = []
@@ -223,6 +224,17 @@ class SampleProcessor:
         return Processed(key=f"{dataset}/{sample.key}", ids=np.asarray(ids, dtype=np.int32),
                          labels=np.asarray(labels, dtype=np.int32), patches=patches, grids=grids,
                          truncated=truncated, params=params)
+
+
+def _has_text(sample: Sample, i: int) -> bool:
+    """Whether the OCR stage found text in image ``i`` (``meta.ocr[<media name>]``): a flip would
+    turn it into mirror writing."""
+    if i >= len(sample.media):
+        return False
+    page = (sample.meta.get("ocr") or {}).get(sample.media[i].name) if isinstance(sample.meta.get("ocr"), dict) else None
+    if not isinstance(page, dict):
+        return False
+    return bool(page.get("lines") or str(page.get("text") or "").strip() or page.get("text_area_ratio", 0) > 0)
 
 
 def _scale_ann(a: dict[str, Any], sx: float, sy: float) -> dict[str, Any]:

@@ -7,7 +7,8 @@ loader's config fingerprint, so two machines with different Python builds cannot
 disagree (save it once with ``python -m loader.tokenizer save PATH`` and pass ``PATH`` to
 pin it). Special tokens: ``<|endoftext|>`` (end of a pre-training document), ``<|im_start|>``,
 ``<|im_end|>`` (ChatML), ``<|media_start|>``, ``<|media_pad|>``, ``<|media_end|>`` (an image:
-start, one pad per merged patch, end). Text never produces a special token id: a literal
+start, one pad per merged patch, end), ``<|pad|>`` (row padding, its own id: padding with
+``<|endoftext|>`` would teach the model document ends that are not there). Text never produces a special token id: a literal
 ``<|im_start|>`` inside user data is encoded as ordinary characters.
 """
 
@@ -20,7 +21,8 @@ from pathlib import Path
 
 __all__ = ["SPECIAL_TOKENS", "TextTokenizer", "default_tokenizer", "load_tokenizer"]
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|media_start|>", "<|media_pad|>", "<|media_end|>")
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|media_start|>", "<|media_pad|>", "<|media_end|>",
+                  "<|pad|>")
 DEFAULT_VOCAB = 8192
 
 
@@ -43,6 +45,8 @@ class TextTokenizer:
         self.eot, self.im_start, self.im_end = ids["<|endoftext|>"], ids["<|im_start|>"], ids["<|im_end|>"]
         self.media_start, self.media_pad, self.media_end = (ids["<|media_start|>"], ids["<|media_pad|>"],
                                                             ids["<|media_end|>"])
+        #: fills the rest of a packed row; never a document boundary (``eot`` is one)
+        self.pad = ids["<|pad|>"]
         self.vocab_size = self._tok.get_vocab_size()
 
     def encode(self, text: str) -> list[int]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,8 @@ __all__ = ["augment", "augment_with_params", "POLICIES", "resolve_policy", "swap
 TEXT_ROLES = {"ocr_line", "ocr_word", "ui_element", "text"}
 
 POLICIES: dict[str, dict[str, Any]] = {
-    "none": {"max_pixels": 1_048_576, "patch": 28},
+    # lr_swap (any policy): how text is mirrored with a horizontal flip -- see swap_left_right
+    "none": {"max_pixels": 1_048_576, "patch": 28, "lr_swap": "spatial"},
     "geometric": {"max_pixels": 1_048_576, "patch": 28, "crop_p": 0.7, "crop_min_scale": 0.5, "hflip_p": 0.5,
                   "rotate_p": 0.5, "rotate_max": 10.0},
     "default": {"max_pixels": 1_048_576, "patch": 28, "crop_p": 0.5, "crop_min_scale": 0.6, "hflip_p": 0.5,
@@ -144,7 +146,7 @@ def augment_with_params(image: np.ndarray, annotations: list[dict[str, Any]], po
         params["rotate"] = round(deg, 3)
     params["output_size"] = [ow, oh]
     pil = _warp(pil_in if pil_in is not None else Image.fromarray(image), m, ow, oh)
-    anns = G.transform_annotations(anns, m, ow, oh)
+    anns = G.transform_annotations(anns, m, ow, oh, media=None)  # all given annotations are on this image
     out = _photometric(np.asarray(pil), p, rng, params)
     params["dropped"] = [i for i, a in enumerate(anns) if a is None]
     return out, anns, params
@@ -202,11 +204,49 @@ def augment(image: np.ndarray, annotations: list[dict[str, Any]], policy: str | 
     return out, anns
 
 
-_SWAP = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+_SWAP = {"left": "right", "right": "left"}
+_ZH_SWAP = {"左": "右", "右": "左"}
+#: words before "left"/"right" that make it a direction or a side (not "he left the room")
+_PRE = ("the", "a", "an", "to", "on", "at", "in", "into", "from", "toward", "towards", "far", "upper", "lower", "top",
+        "bottom", "middle", "center", "centre", "turn", "turns", "turned", "turning", "go", "goes", "went", "move",
+        "moves", "moved", "look", "looks", "looked", "looking", "keep", "veer", "veers", "head", "heads", "pointing",
+        "points", "facing", "faces", "its", "his", "her", "their", "your", "my", "our", "extreme", "lower-", "upper-")
+#: words after "left"/"right" that make it a side ("left side", "right-hand", "left of")
+_POST = ("side", "sides", "hand", "handed", "corner", "corners", "edge", "edges", "half", "part", "wing", "of", "most",
+         "ward", "wards", "column", "columns", "arm", "arms", "leg", "legs", "eye", "eyes", "ear", "ears", "foot",
+         "feet", "panel", "margin", "border", "lane", "shoulder", "cheek", "wrist", "knee")
+_PRE_RE = re.compile(r"\b(?:" + "|".join(_PRE) + r")[\s-]+(left|right)\b", re.IGNORECASE)
+_POST_RE = re.compile(r"\b(left|right)[\s-]*(?:" + "|".join(_POST) + r")\b", re.IGNORECASE)
+_ANY_RE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 
 
-def swap_left_right(text: str) -> str:
-    """After a horizontal flip: 'the dog on the left' -> 'the dog on the right'."""
-    import re
+def _case_like(word: str, like: str) -> str:
+    if like.isupper():
+        return word.upper()
+    return word.capitalize() if like[:1].isupper() else word
 
-    return re.sub(r"\b(left|right|Left|Right|LEFT|RIGHT)\b", lambda m: _SWAP[m.group(1)], text)
+
+def swap_left_right(text: str, rules: str = "spatial") -> str:
+    """After a horizontal flip: 'the dog on the left' -> 'the dog on the right'.
+
+    ``rules="spatial"`` (default) swaps only spatial uses: English "left"/"right" after a
+    determiner, preposition or motion verb ("on the left", "turn right", "top-left") or before
+    a side noun ("left side", "right-hand", "left of") -- "he left the room" stays -- and
+    Chinese 左/右 except in 左右 ("about", as in 十岁左右). ``"all"`` swaps every occurrence;
+    ``"off"`` none.
+    """
+    if rules == "off":
+        return text
+    if rules not in ("spatial", "all"):
+        raise ValueError(f"left/right swap rules must be spatial, all or off, got {rules!r}")
+    spans: set[tuple[int, int]] = set()
+    if rules == "all":
+        spans = {m.span(1) for m in _ANY_RE.finditer(text)}
+    else:
+        spans = {m.span(1) for m in _PRE_RE.finditer(text)} | {m.span(1) for m in _POST_RE.finditer(text)}
+    chars = list(text)
+    for a, b in sorted(spans, reverse=True):
+        word = text[a:b]
+        chars[a:b] = list(_case_like(_SWAP[word.lower()], word))
+    out = "".join(chars)
+    return re.sub(r"左右|右左|[左右]", lambda m: m.group(0) if len(m.group(0)) == 2 else _ZH_SWAP[m.group(0)], out)

@@ -92,11 +92,12 @@ def _clip_box(b: np.ndarray, w: float, h: float) -> list[float] | None:
 
 
 def transform_annotations(anns: list[dict[str, Any] | None], m: np.ndarray, w: float, h: float,
-                          media: int = 0) -> list[dict[str, Any] | None]:
-    """Move the annotations of media item ``media`` by ``m`` into a ``w`` x ``h`` image."""
+                          media: int | None = 0) -> list[dict[str, Any] | None]:
+    """Move the annotations of media item ``media`` (``None``: all of them) by ``m`` into a
+    ``w`` x ``h`` image."""
     out: list[dict[str, Any] | None] = []
     for a in anns:
-        if a is None or a.get("media", 0) != media:
+        if a is None or (media is not None and a.get("media", 0) != media):
             out.append(a)
             continue
         a = dict(a)

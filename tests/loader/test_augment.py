@@ -136,6 +136,26 @@ def test_flip_is_skipped_for_text_bearing_annotations() -> None:
     assert swap_left_right("the cat on the Left, left of the right door") == "the cat on the Right, right of the left door"
 
 
+@pytest.mark.parametrize(("text", "want"), [
+    ("He left the room.", "He left the room."),  # a verb, not a side
+    ("She left early and turned right at the gate.", "She left early and turned left at the gate."),
+    ("the dog on the left, the cat on the RIGHT", "the dog on the right, the cat on the LEFT"),
+    ("a mark in the top-left corner, the right-hand page", "a mark in the top-right corner, the left-hand page"),
+    ("Left of the tree stands a bench.", "Right of the tree stands a bench."),
+    ("猫在左边，狗在右侧的桌子上。", "猫在右边，狗在左侧的桌子上。"),
+    ("他十岁左右，站在左上角。", "他十岁左右，站在右上角。"),  # 左右 = "about"
+])
+def test_left_right_swap_is_spatial_only(text: str, want: str) -> None:
+    assert swap_left_right(text) == want
+    assert swap_left_right(text, "off") == text
+
+
+def test_left_right_swap_rules_are_configurable() -> None:
+    assert swap_left_right("He left the room.", "all") == "He right the room."
+    with pytest.raises(ValueError, match="spatial, all or off"):
+        swap_left_right("x", "some")
+
+
 def test_fully_out_annotations_are_dropped_not_moved() -> None:
     anns = [{"media": 0, "type": "box", "xyxy": [0, 0, 10, 10]}, {"media": 0, "type": "point", "xy": [5, 5]},
             {"media": 0, "type": "box", "xyxy": [50, 50, 90, 90]}, {"media": 1, "type": "point", "xy": [1, 1]}]
@@ -144,6 +164,22 @@ def test_fully_out_annotations_are_dropped_not_moved() -> None:
     assert out[0] is None and out[1] is None and out[2]["xyxy"] == [10, 10, 50, 50] and out[3] == anns[3]
     clipped = transform_annotations([{"media": 0, "type": "box", "xyxy": [30, 30, 60, 60]}], m, 100, 100)
     assert clipped[0]["xyxy"] == [0, 0, 20, 20]
+
+
+def test_annotations_of_a_later_image_move_with_it() -> None:
+    """The loader augments image i with the annotations of media i: those of the 2nd and later
+    images must move too (they used to pass through in original pixels)."""
+    img = np.zeros((200, 400, 3), dtype=np.uint8)
+    img[50:100, 200:300] = 255
+    box = {"type": "box", "xyxy": [200, 50, 300, 100]}
+    policy = {"max_pixels": 100 * 200, "patch": 28}  # a pure downscale
+    for media in (0, 1, 3):
+        out, anns, _ = augment_with_params(img, [{**box, "media": media}], policy, 0)
+        oh, ow = out.shape[:2]
+        x0, y0, x1, y1 = anns[0]["xyxy"]
+        assert anns[0]["media"] == media and x1 <= ow and y1 <= oh
+        inside = out[int(y0) + 1: int(y1) - 1, int(x0) + 1: int(x1) - 1]
+        assert inside.size and inside.mean() > 240  # the box still covers the white square
 
 
 def test_matrices_compose_in_order() -> None:

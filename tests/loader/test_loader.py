@@ -47,6 +47,8 @@ def test_batch_contract(versions: dict[str, str]) -> None:
                 assert pos[r][m].tolist() == list(range(int(m.sum())))  # no leakage across samples
             pad = seg[r] == -1
             assert np.all(labels[r][pad] == -100) and (not pad.any() or pad[-1])
+            assert np.all(ids[r][pad] == tok.pad) and tok.pad not in (tok.eot, tok.im_end)  # its own id
+            assert not np.any(ids[r][~pad] == tok.pad)
         assert all(k.split("/")[0] in {s.ref for s in ld.sources} for row in batch["sample_keys"] for k in row)
 
 
@@ -214,6 +216,24 @@ def test_placeholders_follow_flips(versions: dict[str, str]) -> None:
     assert outs[1.0] == "the cat on the right at (34,8),(74,40)<|endoftext|>"
 
 
+def test_images_with_ocr_text_are_never_flipped(versions: dict[str, str]) -> None:
+    """A caption photo in which the OCR stage found text (a sign, a label) is not mirrored."""
+    from datalake.version import DatasetVersion
+    from loader.render import SampleProcessor
+    from loader.tokenizer import default_tokenizer
+
+    sample = DatasetVersion.open(versions["shapes"]).get(0)
+    tok = default_tokenizer()
+    p = SampleProcessor(tok, seed=0, policy={"hflip_p": 1.0}, seq_len=512)
+    assert p.process(sample, dataset="shapes@x", epoch=0).params[0].get("hflip") is True
+    for ocr in ({"lines": 2, "text": "EXIT", "text_area_ratio": 0.12}, {"text": "STOP"}):
+        texty = type(sample)(**{**sample.__dict__, "meta": {**sample.meta, "ocr": {sample.media[0].name: ocr}}})
+        assert p.process(texty, dataset="shapes@x", epoch=0).params[0].get("hflip") is None
+    blank = type(sample)(**{**sample.__dict__, "meta": {**sample.meta, "ocr": {
+        sample.media[0].name: {"lines": 0, "text": "", "text_area_ratio": 0.0}}}})
+    assert p.process(blank, dataset="shapes@x", epoch=0).params[0].get("hflip") is True  # OCR found nothing
+
+
 def test_packing_fill_and_overlong_policy(versions: dict[str, str]) -> None:
     ld = build_loader(cfg([SourceSpec(versions["shapes"])], seq_len=2048, batch_size=2, pack_buffer=64))
     take(ld, 6)
@@ -249,3 +269,37 @@ def test_synthetic_cap_and_metrics(versions: dict[str, str], lake_dir: Any, tmp_
 
     log = pq.read_table(tmp_path / "steps").to_pylist()
     assert [r["step"] for r in log] == list(range(25)) and all(r["rank"] == 0 for r in log)
+
+
+def test_batches_and_step_log_record_the_augmentation_applied(versions: dict[str, str], tmp_path: Any) -> None:
+    ld = build_loader(cfg([SourceSpec(versions["shapes"])], augment="geometric", step_log=str(tmp_path / "s")))
+    batches = take(ld, 3)
+    flips = 0
+    for b in batches:
+        params = b["augment_params"]
+        assert [len(r) for r in params] == [len(r) for r in b["sample_keys"]]
+        grids = iter(b["image_grid_hw"].tolist())
+        for row in params:
+            for sample in row:
+                for img in sample:  # one entry per image, in the order of image_grid_hw
+                    gh, gw = next(grids)
+                    assert img["output_size"] == [gw * 14, gh * 14]
+                    flips += bool(img.get("hflip"))
+    assert flips > 0  # the geometric policy flips about half of them
+    ld.state_dict()
+    import pyarrow.parquet as pq
+
+    log = pq.read_table(tmp_path / "s").to_pylist()
+    assert [json.loads(r["augment_params"]) for r in log] == [b["augment_params"] for b in batches]
+
+
+@pytest.mark.parametrize(("kw", "reason"), [({"seq_len": 16, "overlong": "skip"}, "overlong"),
+                                             ({"max_synthetic": 0.0}, "synthetic cap")])
+def test_a_source_that_only_skips_fails_instead_of_looping(versions: dict[str, str], kw: dict[str, Any],
+                                                           reason: str) -> None:
+    """Every sample overlong, or every sample capped away: a clear error naming the source and
+    the reason, not an endless loop."""
+    cap = kw.pop("max_synthetic", None)
+    ld = build_loader(cfg([SourceSpec(versions["small"], max_synthetic=cap)], **kw))
+    with pytest.raises(RuntimeError, match=rf"source small@\w+ skipped its last 256 samples in a row \({reason}"):
+        next(iter(ld))
