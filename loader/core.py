@@ -212,7 +212,7 @@ class Loader:
         self.tokenizer = load_tokenizer(cfg.tokenizer)
         self.sources = [Source.open(i, s.dataset, registry=cfg.registry, max_synthetic=s.max_synthetic)
                         for i, s in enumerate(cfg.sources)]
-        self.schedule = schedule_to_json(cfg.weights_schedule())
+        self.schedule = schedule_to_json(self._compensated(cfg.weights_schedule()))
         self.processor = SampleProcessor(self.tokenizer, seed=cfg.seed, policy=cfg.augment, seq_len=cfg.seq_len,
                                          max_pixels=cfg.max_pixels, coords=cfg.coords, overlong=cfg.overlong)
         cache = None
@@ -241,6 +241,16 @@ class Loader:
             from loader.metrics import serve_metrics
 
             serve_metrics(self, cfg.metrics_port)
+
+    def _compensated(self, sched: Schedule) -> Schedule:
+        """Mixer weights that deliver the configured ones despite synthetic caps: a capped
+        source loses the draws it skips (share ``1 - r`` of its slots), so its slot weight is
+        divided by ``r``, the expected share of its draws that survive the cap."""
+        r = [(1 - s.synthetic_frac) + s.synthetic_frac * s.keep_synthetic for s in self.sources]
+        if all(x == 1.0 for x in r):
+            return sched
+        return Schedule.from_points([(p, [w / x if x > 0 else w for w, x in zip(ws, r, strict=True)])
+                                     for p, ws in sched.points])
 
     # -- identity -----------------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any]:

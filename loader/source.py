@@ -122,6 +122,7 @@ class Source:
         self.max_synthetic = max_synthetic
         syn = int(manifest.stats.get("synthetic", 0))
         frac = syn / self.n
+        self.synthetic_frac = frac
         # keep a synthetic sample with probability q so that the kept share is max_synthetic
         self.keep_synthetic = 1.0
         if max_synthetic is not None and frac > max_synthetic:

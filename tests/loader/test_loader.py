@@ -293,6 +293,25 @@ def test_batches_and_step_log_record_the_augmentation_applied(versions: dict[str
     assert [json.loads(r["augment_params"]) for r in log] == [b["augment_params"] for b in batches]
 
 
+def test_synthetic_cap_does_not_distort_the_weights(lake_dir: Any, versions: dict[str, str]) -> None:
+    """0.5 / 0.5 between a capped mostly-synthetic source and a real one is delivered as about
+    0.5 / 0.5 (the capped source's skipped draws used to go to the other: ~0.29 / 0.71)."""
+    from datalake.version import Lake, write_version
+    from synth.shapes import shape_samples
+    from tests.loader.conftest import chat_samples
+
+    lake = Lake.open(str(lake_dir))
+    mixed = write_version(lake, "mixed2", shape_samples(160, seed=11, size=(56, 56)) + chat_samples(40, False),
+                          shard_samples=50)
+    real = write_version(lake, "real", chat_samples(200, False), shard_samples=50)
+    ld = build_loader(cfg([SourceSpec(mixed.uri, 0.5, max_synthetic=0.5), SourceSpec(real.uri, 0.5)],
+                          seq_len=512))
+    take(ld, 40)
+    m = ld.metrics()
+    assert abs(m["mixture"][mixed.ref] - 0.5) <= 0.06, m["mixture"]
+    assert 0.35 <= m["synthetic_share"][mixed.ref] <= 0.65
+
+
 @pytest.mark.parametrize(("kw", "reason"), [({"seq_len": 16, "overlong": "skip"}, "overlong"),
                                              ({"max_synthetic": 0.0}, "synthetic cap")])
 def test_a_source_that_only_skips_fails_instead_of_looping(versions: dict[str, str], kw: dict[str, Any],
