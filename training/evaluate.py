@@ -12,6 +12,7 @@ of its tokens (teacher-forced).
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from dataclasses import replace
@@ -80,8 +81,6 @@ def word_spans(ids: list[int], pieces: _Pieces) -> list[tuple[str, int, int]]:
         pos += len(p)
     joined = "".join(text)
     out = []
-    import bisect
-
     for m in _WORD_RE.finditer(joined):
         cls = "colour" if m.group(1) else "shape" if m.group(2) else "digit"
         a = bisect.bisect_right(starts, m.start()) - 1

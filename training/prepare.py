@@ -65,12 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every dataset's size")
     ap.add_argument("--size", default="336x252", help="WxH of the shape images (default 336x252)")
     args = ap.parse_args(argv)
-    from dataclasses import replace
-
     from mmlake.settings import load_settings
 
-    settings = load_settings()
-    settings = replace(settings.with_lake(args.lake))
+    settings = load_settings().with_lake(args.lake)
     lake = settings.open_lake()
     client = settings.registry_client()
     s = args.scale
