@@ -8,9 +8,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 # Debian packages the project uses: PostgreSQL (registry tests run on a real server), Chromium
 # (web registry tests in a real browser, through Playwright), fonts for rendered text (Latin, CJK,
-# handwriting), Tesseract (OCR)
+# handwriting), Tesseract (OCR), poppler-utils (pdftotext: the reference for PDF text tests) and two
+# Debian manuals in PDF (bash-doc, libtasn1-doc: real documents for the reading-order tests)
 SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fonts-liberation2 fonts-wqy-microhei \
-	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr
+	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr \
+	poppler-utils bash-doc libtasn1-doc
 EXTRAS ?= test
 
 .PHONY: setup system demo test lint bench bench-loader clean

@@ -11,7 +11,9 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PdfPage", "render_pdf", "pdf_sample", "PdfError", "estimate_tokens", "page_samples", "split_pages"]
+from datalake.layout import Fragment, layout, line_text, ordered_text
+
+__all__ = ["PdfPage", "render_pdf", "pdf_sample", "PdfError", "estimate_tokens", "page_samples", "split_pages", "layer_text", "page_blocks"]
 
 
 class PdfError(ValueError):
@@ -27,6 +29,56 @@ class PdfPage:
     height: int
     text: str
     lines: list[tuple[list[tuple[float, float]], str]] = field(default_factory=list)
+    #: layout blocks in reading order (polygons), and the block of each line
+    blocks: list[list[tuple[float, float]]] = field(default_factory=list)
+    line_blocks: list[int] = field(default_factory=list)
+
+
+def _clip_box(poly: list[tuple[float, float]], w: int, h: int) -> list[tuple[float, float]]:
+    return [(min(max(x, 0.0), float(w)), min(max(y, 0.0), float(h))) for x, y in poly]
+
+
+def page_blocks(tp: Any, page_height: float, scale: float) -> list[Any]:
+    """A PDFium text page as layout blocks in reading order (pixel coordinates at ``scale``).
+
+    Words come from PDFium's characters with their boxes: a word ends at whitespace or where
+    the next character leaves the baseline or jumps horizontally; ``datalake.layout`` then joins
+    words on one baseline into lines, lines into blocks, and orders the blocks (columns one
+    after the other). Never a fixed-pixel row bucketing, which cut words and interleaved lines.
+    """
+    n = tp.count_chars()
+    if n <= 0:
+        return []
+    text = tp.get_text_range(0, n)
+    per_char = len(text) == n
+    words: list[Fragment] = []
+    cur: list[tuple[float, float, float, float]] = []
+    chars: list[str] = []
+
+    def flush() -> None:
+        if cur and "".join(chars).strip():
+            words.append(Fragment(min(b[0] for b in cur), min(b[1] for b in cur), max(b[2] for b in cur),
+                                  max(b[3] for b in cur), "".join(chars)))
+        cur.clear()
+        chars.clear()
+
+    for i in range(n):
+        ch = text[i] if per_char else tp.get_text_range(i, 1)
+        if not ch or ch.isspace():
+            flush()
+            continue
+        left, bottom, right, top = tp.get_charbox(i, loose=True)
+        box = (left * scale, (page_height - top) * scale, right * scale, (page_height - bottom) * scale)
+        if cur:
+            last = cur[-1]
+            h = max(min(last[3] - last[1], box[3] - box[1]), 1e-3)
+            same_line = min(last[3], box[3]) - max(last[1], box[1]) >= 0.5 * h
+            if not same_line or box[0] - last[2] > 0.15 * h or box[0] < last[0] - 0.5 * h:
+                flush()
+        cur.append(box)
+        chars.append(ch)
+    flush()
+    return layout(words)
 
 
 def render_pdf(data: bytes, dpi: int = 110, max_pages: int = 500) -> list[PdfPage]:
@@ -51,20 +103,19 @@ def render_pdf(data: bytes, dpi: int = 110, max_pages: int = 500) -> list[PdfPag
         img = page.render(scale=scale).to_pil().convert("RGB")
         buf = io.BytesIO()
         img.save(buf, "PNG", optimize=False)
-        tp = page.get_textpage()
-        lines = []
-        for r in range(tp.count_rects()):
-            left, bottom, right, top = tp.get_rect(r)
-            t = tp.get_text_bounded(left, bottom, right, top).strip()
-            if not t:
-                continue
-            x0, x1 = left * scale, right * scale
-            y0, y1 = (ph - top) * scale, (ph - bottom) * scale
-            poly = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-            lines.append(([(min(max(x, 0.0), img.width), min(max(y, 0.0), img.height)) for x, y in poly], t))
-        lines.sort(key=lambda ln: (round(ln[0][0][1] / 4), ln[0][0][0]))  # reading order: rows, then x
-        text = "\n".join(t for _, t in lines)
-        pages.append(PdfPage(buf.getvalue(), img.width, img.height, text, lines))
+        blocks = page_blocks(page.get_textpage(), ph, scale)
+        lines, boxes = [], []
+        for b in blocks:
+            x0, y0, x1, y1 = b.box
+            boxes.append(_clip_box([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], img.width, img.height))
+            for ln in b.lines:
+                t = line_text(ln.text).strip()
+                if t:
+                    poly = [(ln.x0, ln.y0), (ln.x1, ln.y0), (ln.x1, ln.y1), (ln.x0, ln.y1)]
+                    lines.append((_clip_box(poly, img.width, img.height), t, len(boxes) - 1))
+        text = ordered_text(blocks).strip()
+        pages.append(PdfPage(buf.getvalue(), img.width, img.height, text, [(p, t) for p, t, _ in lines],
+                             boxes, [b for _, _, b in lines]))
     return pages
 
 
@@ -90,6 +141,11 @@ def pdf_sample(key: str, data: bytes, *, source: str, license: str | None = None
             content.append(TextPart(p.text))
         for poly, t in p.lines:
             anns.append(Annotation(i, "polygon", points=tuple(poly), text=t, role="text_layer"))
+        for k, poly in enumerate(p.blocks):
+            x0, y0 = poly[0]
+            x1, y1 = poly[2]
+            anns.append(Annotation(i, "box", xyxy=(x0, y0, x1, y1), label=f"block {k}", role="layout_block",
+                                   attrs={"order": k}))
     chars = sum(len(p.text) for p in pages)
     meta = {"document": {"pages": len(pages), "dpi": dpi, "text_layer": [bool(p.text) for p in pages],
                          "tokens_per_page": [estimate_tokens(len(p.text), [(p.width, p.height)]) for p in pages],
@@ -97,6 +153,20 @@ def pdf_sample(key: str, data: bytes, *, source: str, license: str | None = None
     return Sample(key=key, kind="interleaved", source=Source(source, license), media=tuple(media),
                   content=tuple(content), annotations=tuple(anns), meta=meta,
                   blobs={f"{i}.png": p.png for i, p in enumerate(pages)})
+
+
+def layer_text(doc: Any, i: int) -> str:
+    """Page ``i``'s text-layer text in reading order: the text part after its image (written by
+    ``pdf_sample``, soft hyphens joined); older samples without it: their lines joined."""
+    from datalake.sample import MediaPart, TextPart
+
+    parts = list(doc.content)
+    for j, p in enumerate(parts):
+        if isinstance(p, MediaPart) and p.media == i:
+            if j + 1 < len(parts) and isinstance(parts[j + 1], TextPart):
+                return str(parts[j + 1].text)
+            break
+    return "\n".join(str(a.text) for a in doc.annotations if a.media == i and a.role == "text_layer")
 
 
 def page_samples(doc: Any) -> list[Any]:
@@ -115,10 +185,7 @@ def page_samples(doc: Any) -> list[Any]:
     out = []
     for i, m in enumerate(doc.media):
         has_layer = i < len(layer) and bool(layer[i])
-        if has_layer:
-            text = "\n".join(str(a.text) for a in doc.annotations if a.media == i and a.role == "text_layer")
-        else:
-            text = str((ocr.get(m.name) or {}).get("text") or "")
+        text = layer_text(doc, i) if has_layer else str((ocr.get(m.name) or {}).get("text") or "")
         if not text.strip():
             continue
         ext = m.name.rpartition(".")[2]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from datalake.sample import Annotation, MediaPart, Sample, TextPart
-from pipelines.ocr.engines import ENGINES, OcrEngine, OcrEngineUnavailable, OcrLine, make_engine
+from pipelines.ocr.engines import ENGINES, OcrEngine, OcrEngineUnavailable, OcrLine, blocks_of_lines, make_engine
 from pipelines.stage import FilterStage, MapStage, Reject, register
 
 __all__ = ["OcrStage", "OcrFilter", "ocr_image", "polygon_area"]
@@ -64,15 +64,12 @@ def _clip(points: list[list[float]], w: int, h: int) -> tuple[tuple[float, float
 
 def _retokenize(doc: dict[str, Any], sample: Sample, pages: dict[str, Any]) -> dict[str, Any]:
     """The document's token estimate with OCR text counted on pages that had no text layer."""
-    from datalake.pdf import estimate_tokens
+    from datalake.pdf import estimate_tokens, layer_text
 
     layer = list(doc.get("text_layer", []))
     per_page, chars, sizes = [], 0, []
     for i, m in enumerate(sample.media):
-        if i < len(layer) and layer[i]:
-            n = len("\n".join(str(a.text) for a in sample.annotations if a.media == i and a.role == "text_layer"))
-        else:
-            n = len(pages.get(m.name, {}).get("text", ""))
+        n = len(layer_text(sample, i)) if i < len(layer) and layer[i] else len(pages.get(m.name, {}).get("text", ""))
         per_page.append(estimate_tokens(n, [(m.width, m.height)]))
         chars += n
         sizes.append((m.width, m.height))
@@ -146,15 +143,19 @@ class OcrStage(MapStage):
                     for poly, t, sc in ln.words:
                         anns.append(Annotation(i, "polygon", points=_clip(poly, w, h), text=t, score=round(sc, 4),
                                                role="ocr_word"))
+            for k, (x0, y0, x1, y1) in enumerate(blocks_of_lines(lines)):
+                anns.append(Annotation(i, "box", xyxy=(max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)),
+                                       label=f"block {k}", role="layout_block", attrs={"order": k}))
             page_text = "\n".join(ln.text for ln in lines)
             texts.append(page_text)
             pages[m.name] = {"engine": self.engine.name, "text": page_text, "lines": len(lines),
                              "mean_confidence": round(float(np.mean([ln.score for ln in lines])), 4) if lines else 0.0,
                              "text_area_ratio": round(min(1.0, area / max(1, w * h)), 4)}
             if i < len(layer) and layer[i]:  # a born-digital page: OCR measured against its text layer
+                from datalake.pdf import layer_text
                 from pipelines.ocr.quality import cer
 
-                truth = "\n".join(str(a.text) for a in sample.annotations if a.media == i and a.role == "text_layer")
+                truth = layer_text(sample, i)
                 pages[m.name]["cer_vs_text_layer"] = round(cer(page_text, truth), 4)
         meta["ocr"] = pages
         content = list(sample.content)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OcrLine", "OcrEngine", "OcrEngineUnavailable", "ENGINES", "make_engine", "reading_order"]
+__all__ = ["OcrLine", "OcrEngine", "OcrEngineUnavailable", "ENGINES", "make_engine", "reading_order", "blocks_of_lines"]
 
 
 class OcrEngineUnavailable(RuntimeError):
@@ -36,6 +36,8 @@ class OcrLine:
     text: str
     score: float
     words: list[tuple[list[list[float]], str, float]] = field(default_factory=list)
+    #: the layout block the line belongs to (blocks are numbered in reading order)
+    block: int | None = None
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -44,23 +46,37 @@ class OcrLine:
 
 
 def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
-    """Top-to-bottom, then left-to-right within a row (lines whose vertical centres are within
-    half a line height of each other share a row)."""
+    """Lines in reading order, each with its ``block`` set.
+
+    Lines that already carry blocks (the engine's own layout analysis, as Tesseract's
+    block/paragraph/line numbers) keep the engine's order. Otherwise ``datalake.layout`` groups
+    the line boxes into blocks and columns and orders them column by column: never a plain
+    top-to-bottom sort, which alternates the lines of two columns."""
     if not lines:
         return []
-    items = sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2)
-    rows: list[list[OcrLine]] = []
-    for ln in items:
+    if all(ln.block is not None for ln in lines):
+        return list(lines)
+    from datalake.layout import Fragment, layout
+
+    out: list[OcrLine] = []
+    for k, b in enumerate(layout([Fragment(*ln.bbox, ln.text, ref=ln) for ln in lines])):
+        for row in b.lines:
+            for f in sorted(row.frags, key=lambda f: f.x0):
+                f.ref.block = k
+                out.append(f.ref)
+    return out
+
+
+def blocks_of_lines(lines: list[OcrLine]) -> list[tuple[float, float, float, float]]:
+    """The box of each block (``OcrLine.block``), in block order."""
+    boxes: dict[int, list[float]] = {}
+    for ln in lines:
+        if ln.block is None:
+            continue
         x0, y0, x1, y1 = ln.bbox
-        cy, hh = (y0 + y1) / 2, (y1 - y0) / 2
-        if rows:
-            r = rows[-1]
-            ry = sum((a.bbox[1] + a.bbox[3]) / 2 for a in r) / len(r)
-            if abs(cy - ry) <= max(hh, 2.0):
-                r.append(ln)
-                continue
-        rows.append([ln])
-    return [ln for r in rows for ln in sorted(r, key=lambda a: a.bbox[0])]
+        b = boxes.setdefault(ln.block, [x0, y0, x1, y1])
+        b[:] = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
+    return [tuple(boxes[k]) for k in sorted(boxes)]  # type: ignore[misc]
 
 
 class OcrEngine(ABC):
@@ -143,12 +159,13 @@ class TesseractEngine(OcrEngine):
         d = self.tess.image_to_data(image, lang=self.options.get("lang", "eng"),
                                     config=self.options.get("config", "--psm 3"),
                                     output_type=self.tess.Output.DICT)
-        groups: dict[tuple[int, int, int], list[int]] = {}
+        groups: dict[tuple[int, int, int], list[int]] = {}  # insertion order: Tesseract's reading order
         for i, text in enumerate(d["text"]):
             if text.strip() and float(d["conf"][i]) >= 0:
                 groups.setdefault((d["block_num"][i], d["par_num"][i], d["line_num"][i]), []).append(i)
         out = []
-        for idx in groups.values():
+        block_ids: dict[int, int] = {}
+        for (blk, _, _), idx in groups.items():
             words = []
             for i in idx:
                 x, y, w, h = d["left"][i], d["top"][i], d["width"][i], d["height"][i]
@@ -159,7 +176,8 @@ class TesseractEngine(OcrEngine):
             poly = [[min(xs), min(ys)], [max(xs), min(ys)], [max(xs), max(ys)], [min(xs), max(ys)]]
             out.append(OcrLine([[float(a), float(b)] for a, b in poly], " ".join(w[1] for w in words),
                                float(np.mean([w[2] for w in words])),
-                               [([[float(a), float(b)] for a, b in w[0]], w[1], w[2]) for w in words]))
+                               [([[float(a), float(b)] for a, b in w[0]], w[1], w[2]) for w in words],
+                               block=block_ids.setdefault(blk, len(block_ids))))
         return out
 
 

@@ -1,0 +1,226 @@
+"""Reading order of a page from the boxes of its text: one module for OCR lines and PDF text.
+
+A page's text is a set of fragments with boxes (OCR lines, PDF words). ``layout`` turns them
+into blocks in reading order:
+
+1. **baselines** -- fragments whose vertical extents overlap by half the smaller height and
+   whose horizontal gap is under ``word_gap`` line heights are one line (words of one baseline
+   stay together; a column gutter is wider than that, so two columns never merge);
+2. **blocks** -- a line joins the block whose last line is directly above it (gap under
+   ``line_gap`` line heights, horizontal overlap of half the narrower line); a line under two
+   blocks at once (a full-width line below columns) starts a block of its own;
+3. **order** -- the partial order of Breuel ("High performance document layout analysis",
+   2003): block *a* comes before *b* if they overlap horizontally and *a* is above *b*, or if
+   *a* lies left of *b* and no block between them vertically overlaps both horizontally (a
+   full-width title or figure caption separates the column parts above it from those below),
+   and a block at least half the text width comes before everything entirely below it (a
+   centred title above a sidebar);
+   a topological sort with top-left-first tie breaking turns it into a sequence. Columns are
+   read one after the other, a spanning title before them.
+
+``clean_text`` removes control characters and joins words split by a soft hyphen (PDFium marks
+a hyphen it considers soft with U+0002, which its text API hands out as U+FFFE; U+00AD is the
+Unicode soft hyphen).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Fragment", "Line", "Block", "layout", "ordered_text", "clean_text", "line_text", "join_lines", "SOFT_HYPHENS"]
+
+SOFT_HYPHENS = "\x02\xad\ufffe"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+@dataclass
+class Fragment:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+    ref: Any = None
+
+    @property
+    def h(self) -> float:
+        return max(self.y1 - self.y0, 1e-6)
+
+
+@dataclass
+class Line:
+    frags: list[Fragment]
+    x0: float = 0.0
+    y0: float = 0.0
+    x1: float = 0.0
+    y1: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._bounds()
+
+    def _bounds(self) -> None:
+        self.x0 = min(f.x0 for f in self.frags)
+        self.y0 = min(f.y0 for f in self.frags)
+        self.x1 = max(f.x1 for f in self.frags)
+        self.y1 = max(f.y1 for f in self.frags)
+
+    @property
+    def h(self) -> float:
+        return max(self.y1 - self.y0, 1e-6)
+
+    @property
+    def text(self) -> str:
+        out = ""
+        prev: Fragment | None = None
+        for f in sorted(self.frags, key=lambda f: f.x0):
+            if prev is not None and out and not out[-1].isspace() and not f.text[:1].isspace():
+                out += " "
+            out += f.text
+            prev = f
+        return out
+
+
+@dataclass
+class Block:
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (min(ln.x0 for ln in self.lines), min(ln.y0 for ln in self.lines),
+                max(ln.x1 for ln in self.lines), max(ln.y1 for ln in self.lines))
+
+    @property
+    def text(self) -> str:
+        return join_lines([ln.text for ln in self.lines])
+
+
+def clean_text(text: str) -> str:
+    """Soft hyphens at the end of a line join the word (``ex\\x02\\npands`` -> ``expands``);
+    other soft hyphens and control characters (but newline and tab) are removed."""
+    text = re.sub(f"[{SOFT_HYPHENS}][ \t]*\r?\n[ \t]*", "", text)
+    for ch in SOFT_HYPHENS:
+        text = text.replace(ch, "")
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def line_text(text: str) -> str:
+    """One line as it looks: a soft hyphen that ends it is shown as ``-`` (what the glyphs say,
+    the OCR ground truth of the line); control characters removed."""
+    text = text.rstrip()
+    if text[-1:] in SOFT_HYPHENS:
+        text = text[:-1] + "-"
+    return clean_text(text)
+
+
+def join_lines(lines: list[str]) -> str:
+    return clean_text("\n".join(ln.rstrip() for ln in lines))
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return min(a1, b1) - max(a0, b0)
+
+
+def baselines(frags: list[Fragment], word_gap: float = 1.0) -> list[Line]:
+    """Fragments on one baseline, close enough horizontally, as lines."""
+    lines: list[Line] = []
+    for f in sorted(frags, key=lambda f: (f.x0, f.y0)):
+        best, best_gap = None, None
+        for ln in lines:
+            if _overlap(ln.y0, ln.y1, f.y0, f.y1) < 0.5 * min(ln.h, f.h):
+                continue
+            gap = f.x0 - ln.x1
+            if gap > word_gap * max(min(ln.h, f.h), 1.0) or gap < -0.5 * f.h:
+                continue
+            if best_gap is None or gap < best_gap:
+                best, best_gap = ln, gap
+        if best is None:
+            lines.append(Line([f]))
+        else:
+            best.frags.append(f)
+            best._bounds()
+    return lines
+
+
+def blocks_of(lines: list[Line], line_gap: float = 1.2) -> list[Block]:
+    blocks: list[Block] = []
+    for ln in sorted(lines, key=lambda ln: (ln.y0, ln.x0)):
+        cands = []
+        for b in blocks:
+            last = b.lines[-1]
+            gap = ln.y0 - last.y1
+            ov = _overlap(last.x0, last.x1, ln.x0, ln.x1)
+            if -0.5 * min(ln.h, last.h) <= gap <= line_gap * max(ln.h, last.h) and \
+                    ov >= 0.5 * min(last.x1 - last.x0, ln.x1 - ln.x0):
+                cands.append(b)
+        if len(cands) == 1:
+            cands[0].lines.append(ln)
+        else:  # nothing above it, or it spans two blocks (a full-width line under columns)
+            blocks.append(Block([ln]))
+    return blocks
+
+
+def order_blocks(blocks: list[Block]) -> list[Block]:
+    """Breuel's partial order, sorted topologically (top-left first among the ready blocks)."""
+    n = len(blocks)
+    if n <= 1:
+        return list(blocks)
+    bx = [b.box for b in blocks]
+    tol = [0.5 * min(ln.h for ln in b.lines) for b in blocks]
+    ymid = [(y0 + y1) / 2 for _, y0, _, y1 in bx]
+
+    def xover(i: int, j: int) -> bool:
+        return _overlap(bx[i][0], bx[i][2], bx[j][0], bx[j][2]) > max(tol[i], tol[j])
+
+    page_w = max(b[2] for b in bx) - min(b[0] for b in bx)
+    wide = [(b[2] - b[0]) >= 0.5 * page_w for b in bx]
+
+    def above(i: int, j: int) -> bool:  # i entirely above j
+        return bx[i][3] <= bx[j][1] + max(tol[i], tol[j])
+
+    after: list[set[int]] = [set() for _ in range(n)]
+    indeg = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            before = False
+            if wide[j] and above(j, i):  # a title or caption above: it comes first
+                continue
+            if wide[i] and above(i, j):
+                before = True
+            elif xover(i, j):
+                before = ymid[i] < ymid[j]
+            elif bx[i][2] <= bx[j][0] + max(tol[i], tol[j]):  # i left of j
+                lo, hi = min(ymid[i], ymid[j]), max(ymid[i], ymid[j])
+                before = not any(lo < ymid[c] < hi and xover(c, i) and xover(c, j)
+                                 for c in range(n) if c != i and c != j)
+            if before and j not in after[i]:
+                after[i].add(j)
+                indeg[j] += 1
+    order: list[int] = []
+    done = [False] * n
+    key = [(bx[i][1], bx[i][0]) for i in range(n)]
+    for _ in range(n):
+        ready = [i for i in range(n) if not done[i] and indeg[i] == 0]
+        if not ready:  # a cycle (overlapping boxes): break it at the top-left block
+            ready = [i for i in range(n) if not done[i]]
+        i = min(ready, key=lambda k: key[k])
+        done[i] = True
+        order.append(i)
+        for j in after[i]:
+            indeg[j] -= 1
+    return [blocks[i] for i in order]
+
+
+def layout(frags: list[Fragment], *, word_gap: float = 1.0, line_gap: float = 1.2) -> list[Block]:
+    """Blocks in reading order, each with its lines top to bottom and words left to right."""
+    frags = [f for f in frags if f.text.strip()]
+    if not frags:
+        return []
+    return order_blocks(blocks_of(baselines(frags, word_gap), line_gap))
+
+
+def ordered_text(blocks: list[Block]) -> str:
+    return "\n".join(b.text for b in blocks)
