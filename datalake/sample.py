@@ -34,6 +34,7 @@ __all__ = [
     "Source",
     "Media",
     "TextPart",
+    "drop_media",
     "MediaPart",
     "Part",
     "Message",
@@ -490,3 +491,25 @@ def _check_annotation(a: Annotation, media: tuple[Media, ...], path: str, fail: 
         raise fail(f"{path}.t1", f"t1={a.t1} is before t0={a.t0}")
     if a.type == "segment" and (a.t0 is None or a.t1 is None):
         raise fail(path, "a segment annotation needs t0 and t1")
+
+
+def drop_media(sample: Sample, drop: set[int]) -> Sample:
+    """``sample`` without the media items at indices ``drop``: their parts (in content and in
+    messages), annotations and blobs go; the remaining media are renumbered in order."""
+    import dataclasses
+
+    if not drop:
+        return sample
+    keep = [i for i in range(len(sample.media)) if i not in drop]
+    new = {old: k for k, old in enumerate(keep)}
+
+    def parts(ps: tuple[Part, ...]) -> tuple[Part, ...]:
+        return tuple(MediaPart(new[p.media]) if isinstance(p, MediaPart) else p
+                     for p in ps if not (isinstance(p, MediaPart) and p.media in drop))
+
+    gone = {sample.media[i].name for i in drop}
+    return dataclasses.replace(
+        sample, media=tuple(sample.media[i] for i in keep), content=parts(sample.content),
+        messages=tuple(dataclasses.replace(m, content=parts(m.content)) for m in sample.messages),
+        annotations=tuple(dataclasses.replace(a, media=new[a.media]) for a in sample.annotations if a.media not in drop),
+        blobs={k: v for k, v in sample.blobs.items() if k not in gone})

@@ -146,6 +146,7 @@ def run_task(t: TaskSpec) -> dict[str, Any]:
                     if reason:
                         outcomes.append(_row(s.key, t.input_ref, "filtered", st.name, reason, "", None, sc))
                         break
+                    current = st.prune(current, sc)
             else:
                 survivors.append(current)
             errors_in_a_row = 0

@@ -89,6 +89,11 @@ class FilterStage(Stage, ABC):
     def decide(self, scores: dict[str, Any]) -> str | None:
         """The reason to drop a sample with these scores, or None to keep it."""
 
+    def prune(self, sample: Sample, scores: dict[str, Any]) -> Sample:
+        """The kept sample with failing *parts* removed (e.g. one bad image of a document);
+        what was removed is recorded in ``meta["dropped_parts"]``. Default: unchanged."""
+        return sample
+
 
 class DedupeStage(Stage, ABC):
     kind = "dedupe"

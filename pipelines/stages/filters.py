@@ -2,7 +2,8 @@
 
 ``image_filter`` scores every image (width, height, aspect, bytes, blur as the variance of
 the Laplacian of a 256-px grey thumbnail, and pixel standard deviation for near-uniform
-images) and judges a sample by its worst image. ``text_filter`` scores the sample's text:
+images; images with transparency are scored composited on white and on black) and judges a
+one-image sample by it; a document with several images loses only the images that fail. ``text_filter`` scores the sample's text:
 words, characters, the fraction of characters in duplicated word 3-grams (Gopher's
 repetition rule), non-printable characters, the share of letters in the allowed scripts, and
 boilerplate phrases. Scores never depend on thresholds, so thresholds can be re-applied from
@@ -11,6 +12,7 @@ stored scores.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import unicodedata
@@ -27,8 +29,43 @@ BOILERPLATE = ("click here", "lorem ipsum", "all rights reserved", "cookie polic
                "javascript is disabled", "404 not found", "image not available", "stock photo")
 
 
+def _grey_views(im: Any) -> list[np.ndarray]:
+    """Grey 256-px thumbnails to score: one for an opaque image; for an image with
+    transparency, the image composited on white and on black (a stamp whose shape is only in
+    its alpha channel is uniform in RGB, and near-uniform on neither background)."""
+    from PIL import Image
+
+    im.draft("L", (256, 256))
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if not has_alpha:
+        im.thumbnail((256, 256))
+        return [np.asarray(im.convert("L"), dtype=np.float32)]
+    rgba = im.convert("RGBA")
+    rgba.thumbnail((256, 256))
+    views = []
+    for bg in ((255, 255, 255, 255), (0, 0, 0, 255)):
+        views.append(np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, bg), rgba).convert("L"),
+                                dtype=np.float32))
+    return views
+
+
+def _laplacian_var(g: np.ndarray) -> float:
+    if min(g.shape) <= 2:
+        return float(g.var())
+    lap = g[1:-1, 1:-1] * -4 + g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:]
+    return float(lap.var())
+
+
+_LOWER_IS_WORSE = ("min_side", "bytes", "blur", "std")
+
+
 @register
 class ImageFilter(FilterStage):
+    """Scores every image; a sample with one image is judged by it. A sample with several
+    images (an interleaved document) loses the images that fail (recorded in
+    ``meta.dropped_parts`` with the reason) and survives, unless it has no text and no image
+    passes; ``per_image: sample`` judges such samples by their worst image instead."""
+
     name = "image_filter"
 
     @dataclass(frozen=True)
@@ -40,37 +77,44 @@ class ImageFilter(FilterStage):
         max_bytes: int | None = None
         min_blur: float | None = None
         min_std: float | None = None
+        per_image: str = "drop_image"
+
+        def __post_init__(self) -> None:
+            if self.per_image not in ("drop_image", "sample"):
+                raise ValueError("per_image must be drop_image (drop failing images of multi-image samples) or "
+                                 "sample (judge the sample by its worst image)")
 
     def score(self, sample: Sample) -> dict[str, Any]:
         from PIL import Image
 
-        images = [m for m in sample.media if m.mime.startswith("image/")]
+        images = [(i, m) for i, m in enumerate(sample.media) if m.mime.startswith("image/")]
         if not images:
             return {"images": 0}
-        worst: dict[str, Any] = {"images": len(images)}
-        for m in images:
+        per = []
+        for i, m in images:
             data = bytes(sample.blobs[m.name])
             try:
                 with Image.open(io.BytesIO(data)) as im:
-                    im.draft("L", (256, 256))
-                    im.thumbnail((256, 256))
-                    g = np.asarray(im.convert("L"), dtype=np.float32)
+                    views = _grey_views(im)
             except Exception as exc:  # noqa: BLE001
                 raise Reject("undecodable_image", f"{m.name}: {exc}") from None
-            lap = g[1:-1, 1:-1] * -4 + g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] if min(g.shape) > 2 else g
-            s = {"min_side": min(m.width, m.height), "max_side": max(m.width, m.height),
-                 "aspect": round(max(m.width, m.height) / min(m.width, m.height), 4), "bytes": len(data),
-                 "blur": round(float(lap.var()), 3), "std": round(float(g.std()), 3)}
-            for k, v in s.items():
-                lower_is_worse = k in ("min_side", "bytes", "blur", "std")
-                if k not in worst or (v < worst[k] if lower_is_worse else v > worst[k]):
+            per.append({"media": i, "min_side": min(m.width, m.height), "max_side": max(m.width, m.height),
+                        "aspect": round(max(m.width, m.height) / max(1, min(m.width, m.height)), 4),
+                        "bytes": len(data), "blur": round(max(_laplacian_var(g) for g in views), 3),
+                        "std": round(max(float(g.std()) for g in views), 3)})
+        worst: dict[str, Any] = {"images": len(images), "has_text": bool(sample.text().strip())}
+        for p in per:
+            for k, v in p.items():
+                if k == "media":
+                    continue
+                if k not in worst or (v < worst[k] if k in _LOWER_IS_WORSE else v > worst[k]):
                     worst[k] = v
+        if len(per) > 1:
+            worst["per_image"] = per
         return worst
 
-    def decide(self, s: dict[str, Any]) -> str | None:
+    def _reason(self, s: dict[str, Any]) -> str | None:
         c = self.config
-        if not s.get("images"):
-            return None
         if s["min_side"] < c.min_side:
             return "too_small"
         if c.max_side is not None and s["max_side"] > c.max_side:
@@ -86,6 +130,36 @@ class ImageFilter(FilterStage):
         if c.min_blur is not None and s["blur"] < c.min_blur:
             return "blurry"
         return None
+
+    def _per_image(self, s: dict[str, Any]) -> list[tuple[int, str | None]] | None:
+        per = s.get("per_image")
+        if self.config.per_image != "drop_image" or not per:
+            return None
+        return [(int(p["media"]), self._reason(p)) for p in per]
+
+    def decide(self, s: dict[str, Any]) -> str | None:
+        if not s.get("images"):
+            return None
+        per = self._per_image(s)
+        if per is None:
+            return self._reason(s)
+        reasons = [r for _, r in per]
+        if all(reasons) and not s.get("has_text", True):
+            return reasons[0]
+        return None
+
+    def prune(self, sample: Sample, scores: dict[str, Any]) -> Sample:
+        from datalake.sample import drop_media
+
+        per = self._per_image(scores)
+        drop = {i: r for i, r in (per or ()) if r}
+        if not drop:
+            return sample
+        meta = dict(sample.meta)
+        meta["dropped_parts"] = [*meta.get("dropped_parts", ()),
+                                 *({"stage": self.name, "media": sample.media[i].name, "reason": r}
+                                   for i, r in sorted(drop.items()))]
+        return dataclasses.replace(drop_media(sample, set(drop)), meta=meta)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
