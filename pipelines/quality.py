@@ -108,13 +108,122 @@ def image_quality(n: int = 200, max_hamming: int = 6, seed: int = 0) -> dict[str
     for name, fn in transforms.items():
         got = [st.signature(sample(f"t{len(per)}-{i}", fn(Image.open(io.BytesIO(im.jpeg)).convert("RGB"))))
                for i, im in enumerate(originals)]
-        per[name] = float(np.mean([bin(a ^ b).count("1") <= max_hamming for a, b in zip(base, got, strict=True)]))
+        per[name] = float(np.mean([bin(a[0] ^ b[0]).count("1") <= max_hamming for a, b in zip(base, got, strict=True)]))
         sigs.extend(got)
     found = find_pairs(st, [r for i, s in enumerate(sigs) for r in st.band_records(i, s)])
-    arr = np.array(sigs, dtype=np.uint64)
+    arr = np.array([s[0] for s in sigs], dtype=np.uint64)
     x = arr[:, None] ^ arr[None, :]
     pop = np.bitwise_count(x) if hasattr(np, "bitwise_count") else np.vectorize(lambda v: bin(int(v)).count("1"))(x)
     ii, jj = np.nonzero(np.triu(pop <= max_hamming, k=1))
-    truth = set(zip(ii.tolist(), jj.tolist(), strict=True))
+    truth = {(i, j) for i, j in zip(ii.tolist(), jj.tolist(), strict=True) if st.verify(sigs[i], sigs[j])}
     return {"images": len(sigs), "recall_by_transform": per, "true_pairs": len(truth),
             "clusters_equal_brute_force": components(found, len(sigs)) == components(truth, len(sigs))}
+
+
+IMAGE_TRANSFORMS = {
+    "re-encoded q40": lambda im: _jpeg(im, 40),
+    "re-encoded q70": lambda im: _jpeg(im, 70),
+    "resized 0.75x": lambda im: _jpeg(im.resize((im.width * 3 // 4, im.height * 3 // 4)), 85),
+    "resized 0.5x": lambda im: _jpeg(im.resize((im.width // 2, im.height // 2)), 85),
+    "cropped 3%": lambda im: _jpeg(im.crop((im.width * 3 // 200, im.height * 3 // 200, im.width - im.width * 3 // 200,
+                                            im.height - im.height * 3 // 200)), 85),
+    "recoloured": lambda im: _recolour(im),
+}
+
+
+def _recolour(im: Any) -> bytes:
+    from PIL import ImageEnhance
+
+    return _jpeg(ImageEnhance.Color(ImageEnhance.Brightness(im).enhance(1.08)).enhance(1.15), 85)
+
+
+def tricolour_flags(n: int = 60, size: tuple[int, int] = (300, 200), seed: int = 0) -> list[bytes]:
+    """Different flags of one layout (three stripes), PNG: a classic false-positive family."""
+    from itertools import permutations
+
+    from PIL import Image, ImageDraw
+
+    palette = [(206, 17, 38), (0, 122, 61), (0, 56, 147), (255, 255, 255), (252, 209, 22), (0, 0, 0),
+               (255, 130, 0), (0, 155, 200)]
+    combos = [c for c in permutations(palette, 3)]
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in rng.choice(len(combos), n, replace=False):
+        cols = combos[int(k)]
+        im = Image.new("RGB", size)
+        d = ImageDraw.Draw(im)
+        vertical = int(k) % 2 == 0
+        for j, c in enumerate(cols):
+            if vertical:
+                d.rectangle((j * size[0] // 3, 0, (j + 1) * size[0] // 3, size[1]), fill=c)
+            else:
+                d.rectangle((0, j * size[1] // 3, size[0], (j + 1) * size[1] // 3), fill=c)
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def image_families_quality(originals: list[bytes], lookalikes: dict[str, list[bytes]], params: dict[str, Any],
+                           transitive: bool = False) -> dict[str, Any]:
+    """Near-duplicate clusters against planted ground truth.
+
+    Each original photo gets the copies of ``IMAGE_TRANSFORMS`` (one family each: all of them
+    must land in the original's cluster); every image of ``lookalikes`` (different flags, icons,
+    pages of one manual ...) is a family of its own (none may join another). Pair precision: of
+    the pairs of images the clusters put together, the share from one family; recall per
+    transform: the share of copies clustered with their original. ``transitive=True`` measures
+    connected components instead of stars (the clustering before stars)."""
+    from PIL import Image
+
+    from pipelines.dedupe_core import clusters
+
+    st = build_stage("dedupe_image", params)
+    datas: list[bytes] = []
+    family: list[int] = []
+    kind: list[str] = []
+    for f, data in enumerate(originals):
+        im = Image.open(io.BytesIO(data)).convert("RGB")
+        datas.append(data)
+        family.append(f)
+        kind.append("original")
+        for name, fn in IMAGE_TRANSFORMS.items():
+            datas.append(fn(im))
+            family.append(f)
+            kind.append(name)
+    for group, items in lookalikes.items():
+        for data in items:
+            datas.append(data)
+            family.append(len(set(family)) + 1000)
+            kind.append(group)
+
+    def sample(i: int, data: bytes) -> Sample:
+        w, h = Image.open(io.BytesIO(data)).size
+        return Sample(key=f"i{i}", kind="caption", source=Source("q://"), media=(Media("0.png", "image/png", w, h),),
+                      content=(MediaPart(0), TextPart("x")), blobs={"0.png": data})
+
+    sigs = [st.signature(sample(i, d)) for i, d in enumerate(datas)]
+    pairs = find_pairs(st, [r for i, s in enumerate(sigs) for r in st.band_records(i, s)])
+    rank = {i: (0 if kind[i] == "original" else 1, i) for i in range(len(datas))}
+    rep = {i: i for i in range(len(datas))}
+    rep.update(clusters(pairs, rank, transitive=transitive))
+    members: dict[int, list[int]] = {}
+    for i, r in rep.items():
+        members.setdefault(r, []).append(i)
+    together = same = 0
+    false_groups: dict[str, int] = {}
+    for ms in members.values():
+        for a in range(len(ms)):
+            for b in range(a + 1, len(ms)):
+                together += 1
+                if family[ms[a]] == family[ms[b]]:
+                    same += 1
+                else:
+                    for k in {kind[ms[a]], kind[ms[b]]}:
+                        false_groups[k] = false_groups.get(k, 0) + 1
+    orig = {family[i]: i for i in range(len(datas)) if kind[i] == "original"}
+    recall = {name: float(np.mean([rep[i] == rep[orig[family[i]]] for i in range(len(datas)) if kind[i] == name]))
+              for name in IMAGE_TRANSFORMS}
+    return {"images": len(datas), "pairs_clustered": together,
+            "pair_precision": same / together if together else 1.0, "recall_by_transform": recall,
+            "false_pairs_by_kind": dict(sorted(false_groups.items())), "largest_cluster": max(map(len, members.values()))}

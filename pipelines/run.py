@@ -154,6 +154,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         outcomes: list[dict[str, Any]] = []
         scores: list[dict[str, Any]] = []
         sig_rows: list[dict[str, Any]] = []
+        cluster_stats: dict[str, Any] = {}
         sources: list[tuple[Any, ...]] = [src for _, src in tasks]
         computed = resumed = scored = 0
         results: list[dict[str, Any]] = []
@@ -175,13 +176,16 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             drops = {}
             sources = [("staged", r["shard"]) if r["shard"] else ("staged", None) for r in results]
             if block:
-                drops, sigs = _resolve_duplicates(runner, stages, block, spec, results, tasks, against)
+                drops, sigs, cstats = _resolve_duplicates(runner, stages, block, spec, results, tasks, against)
                 sig_rows.extend(sigs)
+                cluster_stats.update(cstats)
         kept_shards = [ShardInfo.from_json(r["shard"]) for r in results if r["shard"]]
         stats = VersionStats()
         for r in results:
             stats.merge(VersionStats.from_json(r["stats"]))
         counts = _summarise(outcomes, sum(r["kept"] for r in results), sum(len(v) for _, v in inputs))
+        if cluster_stats:  # per dedupe stage: clusters, duplicates, largest cluster, farthest member
+            counts["clusters"] = cluster_stats
         if ingested is not None:  # raw inputs: the ingest's rejects are this job's rejects too
             counts["samples_in"] += sum(ingested.rejected.values())
             counts["rejected"] = dict(sorted((Counter(counts["rejected"]) + Counter(ingested.rejected)).items()))
@@ -235,7 +239,8 @@ def _summarise(outcomes: list[dict[str, Any]], kept: int, n_inputs: int) -> dict
 
 def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], spec: PipelineSpec,
                         results: list[dict[str, Any]], tasks: list[tuple[str, tuple[Any, ...]]],
-                        against: list[tuple[str, dict[str, Any]]]) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]]]:
+                        against: list[tuple[str, dict[str, Any]]]
+                        ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Run the block's dedupe stages in order; decisions per task for the next pass."""
     items: list[tuple[int, str, Any, dict[str, Any]]] = []  # (task, key, rank, sigs)
     for r in results:
@@ -245,13 +250,16 @@ def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], 
     everyone = items + ref_items
     alive = set(range(len(everyone)))
     decisions: dict[int, dict[str, Any]] = {}
+    cluster_stats: dict[str, Any] = {}
     for i in block:
         st = stages[i]
         stage_spec = spec.stages[i]
         records = [rec for n in sorted(alive) if everyone[n][3].get(st.name) is not None
                    for rec in st.band_records(n, everyone[n][3][st.name])]
         pairs = runner.find_pairs(stage_spec, records)
-        dup = clusters(pairs, {n: everyone[n][2] for n in range(len(everyone))})
+        dup = clusters(pairs, {n: everyone[n][2] for n in range(len(everyone))}, transitive=st.transitive)
+        sizes: Counter[int] = Counter(dup.values())
+        dists: list[float] = []
         for n, keeper in sorted(dup.items()):
             if n >= n_own or n not in alive:
                 continue  # reference items are never removed
@@ -259,7 +267,14 @@ def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], 
             kt, kkey = everyone[keeper][0], everyone[keeper][1]
             # the key it duplicates; qualified when it lives in another input or a reference version
             of = kkey if kt < 0 or tasks[kt][0] == tasks[task][0] else f"{tasks[kt][0]}/{kkey}"
-            decisions.setdefault(task, {})[key] = ("duplicate", st.name, "duplicate", f"{st.name} cluster", of)
+            d = st.distance(everyone[n][3][st.name], everyone[keeper][3][st.name])
+            if d is not None:
+                dists.append(d)
+            detail = f"{st.name} cluster" + (f"; distance {d:g} to its representative" if d is not None else "")
+            decisions.setdefault(task, {})[key] = ("duplicate", st.name, "duplicate", detail, of)
             alive.discard(n)
+        cluster_stats[st.name] = {"clusters": len(sizes), "duplicates": sum(sizes.values()),
+                                  "largest": 1 + max(sizes.values(), default=0),
+                                  "max_distance": max(dists, default=None)}
     sig_rows = [{"key": everyone[n][1], "sigs": pickle.dumps(everyone[n][3])} for n in sorted(alive) if n < n_own]
-    return decisions, sig_rows
+    return decisions, sig_rows, cluster_stats

@@ -116,6 +116,10 @@ class DedupeStage(Stage, ABC):
     def verify(self, a: Any, b: Any) -> bool:
         """Are the two signatures duplicates (checked on every candidate pair)?"""
 
+    def distance(self, a: Any, b: Any) -> float | None:
+        """How far apart two signatures are (reported with each duplicate), where it means something."""
+        return None
+
     @staticmethod
     def rank(sample: Sample) -> tuple[Any, ...]:
         """Which sample a cluster keeps: the smallest rank (default: largest image, then key)."""
