@@ -12,14 +12,17 @@ hashes within Hamming distance ``h`` agree within ``h // m`` bits on at least on
 (pigeonhole), so probing each substring's neighbours within that radius finds *every* pair
 within ``h`` -- recall 1.0 against brute force, at a few percent of the pairs.
 
-``dedupe_text``: word 3-shingles of normalised text, a 128-permutation MinHash
-(``datasketch``, bulk hashing) cut into 25 bands of 5 rows: a pair at Jaccard 0.8 becomes a
-candidate with probability 1 - (1 - 0.8^5)^25 > 0.9999. Candidates are verified by exact
-Jaccard of the shingle sets, so precision is exact.
+``dedupe_text``: word 3-shingles of normalised text (``pipelines.text.words``: CJK characters
+are words, so Chinese shingles are character 3-grams), a 128-permutation MinHash
+(``datasketch``, bulk hashing) cut into bands derived from the threshold (``lsh_bands``: 25
+bands of 5 rows at 0.8, 64 of 2 at 0.5): a pair at the threshold becomes a candidate with
+probability >= 0.999. Candidates are verified by exact Jaccard of the shingle sets, so
+precision is exact. Caption pairs are left to the image dedupe unless ``captions: true``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -31,12 +34,26 @@ import numpy as np
 
 from datalake.sample import Sample
 from pipelines.stage import DedupeStage, Record, Reject, register
+from pipelines.text import words as split_words
 
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 
 
 def normalise_text(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
+
+
+def lsh_bands(threshold: float, perms: int = 128, target: float = 0.999) -> tuple[int, int]:
+    """(bands, rows) for MinHash LSH: the most rows per band (fewest candidate pairs) for which
+    a pair exactly at ``threshold`` still becomes a candidate with probability >= ``target``
+    (1 - (1 - t^r)^b); 0.8 -> 25 x 5, 0.5 -> 64 x 2. Candidates are verified by exact Jaccard,
+    so extra candidates cost time, never precision."""
+    best = (perms, 1)
+    for r in range(1, perms + 1):
+        b = perms // r
+        if 1 - (1 - threshold ** r) ** b >= target:
+            best = (b, r)
+    return best
 
 
 @register
@@ -200,12 +217,15 @@ def _neighbours(value: int, bits: int, radius: int) -> Iterable[int]:
 @register
 class DedupeText(DedupeStage):
     name = "dedupe_text"
-    PERMS, BANDS, ROWS, SEED = 128, 25, 5, 1
+    PERMS, SEED = 128, 1
 
     @dataclass(frozen=True)
     class Config:
         threshold: float = 0.8
         shingle: int = 3
+        #: caption pairs are deduplicated by their image (dedupe_image); set true to also drop
+        #: captions whose *text* repeats (different images with one caption would go too)
+        captions: bool = False
 
         def __post_init__(self) -> None:
             if not 0 < self.threshold <= 1:
@@ -213,8 +233,15 @@ class DedupeText(DedupeStage):
             if self.shingle < 1:
                 raise ValueError("shingle must be >= 1")
 
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.BANDS, self.ROWS = lsh_bands(config.threshold, self.PERMS)
+
+    def describe(self) -> dict[str, Any]:
+        return {self.name: {**dataclasses.asdict(self.config), "bands": self.BANDS, "rows": self.ROWS}}
+
     def shingles(self, text: str) -> np.ndarray:
-        words = normalise_text(text).split()
+        words = split_words(text)
         n = self.config.shingle
         grams = {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
         return np.array(sorted(int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little")
@@ -224,7 +251,8 @@ class DedupeText(DedupeStage):
         return self.signatures([sample])[0]
 
     def signatures(self, samples: list[Sample]) -> list[Any]:
-        sets = [self.shingles(s.text()) for s in samples]
+        sets = [self.shingles(s.text()) if self.config.captions or s.kind != "caption" else np.zeros(0, np.uint32)
+                for s in samples]
         nonempty = [i for i, sh in enumerate(sets) if sh.size]
         bands = self.band_hashes([sets[i] for i in nonempty]) if nonempty else []
         out: list[Any] = [None] * len(samples)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 
 from datalake.sample import Sample
 from pipelines.stage import FilterStage, Reject, register
+from pipelines.text import words as split_words
 
 BOILERPLATE = ("click here", "lorem ipsum", "all rights reserved", "cookie policy", "subscribe to our newsletter",
                "javascript is disabled", "404 not found", "image not available", "stock photo")
@@ -162,8 +162,6 @@ class ImageFilter(FilterStage):
         return dataclasses.replace(drop_media(sample, set(drop)), meta=meta)
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
 
 def script_of(ch: str) -> str | None:
     if not ch.isalpha():
@@ -194,7 +192,7 @@ class TextFilter(FilterStage):
 
     def score(self, sample: Sample) -> dict[str, Any]:
         text = sample.text()
-        words = _WORD.findall(text.lower())
+        words = split_words(text)
         grams = [" ".join(words[i:i + 3]) for i in range(max(0, len(words) - 2))]
         counts = Counter(grams)
         dup_chars = sum(len(g) * n for g, n in counts.items() if n > 1)
