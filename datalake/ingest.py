@@ -37,7 +37,7 @@ from datalake.sample import KINDS, Media, MediaPart, Sample, SampleError, Source
 from datalake.store import ObjectNotFound, Store, StoreError, open_store
 from datalake.version import Lake, validate_name
 
-__all__ = ["IngestConfig", "IngestResult", "Candidate", "ingest", "REJECT_REASONS"]
+__all__ = ["IngestConfig", "IngestResult", "Candidate", "ingest", "REJECT_REASONS", "INGEST_KINDS", "EmptyIngest"]
 
 #: every reason an input can be rejected for
 REJECT_REASONS = (
@@ -47,8 +47,23 @@ REJECT_REASONS = (
     "unreadable_tar",
 )
 _TEXT_EXTS = ("txt", "caption")
+#: inputs that other pipelines will take, rejected with a pointer instead of "missing_image"
+NO_INGEST_PATH = {
+    **{e: "video files have no ingest path yet (video data: probing, shots and clips; see the video issue)"
+       for e in ("mp4", "mkv", "webm", "mov", "avi", "m4v", "mpg", "mpeg", "ogv")},
+    **{e: "HTML pages have no ingest path yet (interleaved documents from HTML; see the interleaved issue)"
+       for e in ("html", "htm", "xhtml")},
+    "epub": "EPUB books have no ingest path yet (interleaved documents from EPUB; see the interleaved issue)",
+    "svg": "SVG is a vector format: rasterise it first (e.g. rsvg-convert -w 1024 in.svg > out.png)",
+}
 _IGNORED = re.compile(r"(_stats\.json|\.parquet|\.DS_Store)$")
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+#: what ingest builds: image+text pairs (caption, ocr, knowledge), documents (interleaved: PDFs),
+#: images alone (``image``: caption samples without text yet, for OCR, captioning or dedupe) and
+#: text alone (``text``: .txt/.md files, or a table's text column)
+INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text")
 
 
 @dataclass(frozen=True)
@@ -63,14 +78,14 @@ class IngestConfig:
     key_column: str | None = None
     license: str | None = None
     pdf_dpi: int = 110
+    #: register a version even when no input was kept (otherwise that is an error)
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
-        if self.kind not in KINDS:
-            raise ValueError(f"--kind {self.kind!r} is not one of {list(KINDS)}")
-        if self.kind not in ("caption", "ocr", "knowledge", "interleaved"):
-            raise ValueError(f"ingest builds image+text samples; kind {self.kind!r} comes from its own pipeline "
-                             "(use caption, ocr, knowledge or interleaved)")
+        if self.kind not in INGEST_KINDS:
+            why = "comes from its own pipeline" if self.kind in KINDS else "is not a sample kind"
+            raise ValueError(f"ingest builds {list(INGEST_KINDS)}; kind {self.kind!r} {why}")
         if self.max_pixels < 1 or self.shard_samples < 1 or self.workers < 1:
             raise ValueError("max_pixels, shard_samples and workers must be >= 1")
 
@@ -138,7 +153,7 @@ def _split_source(src: str) -> tuple[Store, str | None]:
     raise ValueError(f"ingest source {src!r} does not exist: give a folder, a .jsonl/.parquet table, or .tar files")
 
 
-def _read_folder(store: Store, files: list[str]) -> Iterator[Candidate]:
+def _read_folder(store: Store, files: list[str], kind: str = "caption") -> Iterator[Candidate]:
     groups: dict[str, dict[str, str]] = {}
     for f in files:
         if _IGNORED.search(f):
@@ -175,6 +190,16 @@ def _read_folder(store: Store, files: list[str]) -> Iterator[Candidate]:
                 else:
                     _apply_sidecar(c, doc)
             unknown = [m for e, m in members.items() if e not in IMAGE_EXTS and e not in _TEXT_EXTS and e != "json"]
+            if kind == "text":
+                if "md" in members and c.caption is None:
+                    c.caption = store.read(members["md"])
+                if c.caption is None and not c.error:
+                    c.error = ("missing_caption", f"no text file (.txt, .md) for stem {stem!r}")
+                yield c
+                continue
+            blocked = [e for e in members if e in NO_INGEST_PATH]
+            if not images and blocked and not c.error:
+                c.error = ("unsupported_format", f"{members[blocked[0]]}: {NO_INGEST_PATH[blocked[0]]}")
             if not images and not c.error:
                 c.error = ("missing_image", f"no image file for stem {stem!r} (found {sorted(members.values())})"
                            + (f"; unrecognised: {unknown}" if unknown else ""))
@@ -266,7 +291,10 @@ def _read_table(store: Store, name: str, cfg: IngestConfig) -> Iterator[Candidat
         raw_key = row.get(key_col) if key_col else None
         key = _safe_key(str(raw_key)) if raw_key not in (None, "") else f"{n:09d}"
         c = Candidate(source=where, key=key)
-        if img_col is None or row.get(img_col) is None:
+        if cfg.kind == "text":
+            img_col = None
+            cap_col = _pick(row, cfg.caption_column, ("text", "content", "body", "caption"))
+        elif img_col is None or row.get(img_col) is None:
             c.error = ("missing_image", f"{where}: no image column (tried {cfg.image_column or 'image, image_path, path, file, url'}); "
                                         "name it with --image-column")
         else:
@@ -367,16 +395,16 @@ def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], i
         raise ValueError(f"{src!r}: a file source is a .jsonl, .parquet or .tar")
     files = list(store.list(""))
     tars = [f for f in files if f.endswith(".tar")]
-    if tars and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
+    if tars and cfg.kind != "text" and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
         def chain() -> Iterator[Candidate]:
             for t in tars:
                 yield from _read_tar(store, t)
         return chain(), None
     pdfs = [f for f in files if f.lower().endswith(".pdf")]
-    if pdfs and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
+    if pdfs and cfg.kind != "text" and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
         return _read_pdfs(store, sorted(pdfs)), len(pdfs)
     stems = {f.rpartition(".")[0] or f for f in files if not _IGNORED.search(f)}
-    return _read_folder(store, files), len(stems)
+    return _read_folder(store, files, cfg.kind), len(stems)
 
 
 def _read_pdfs(store: Store, pdfs: list[str]) -> Iterator[Candidate]:
@@ -413,22 +441,23 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
             return (exc.reason, exc.detail)
         except SampleError as exc:
             return ("invalid_record", str(exc))
+    if cfg.kind == "text":
+        return _text_sample(c, cfg)
     assert c.key is not None and c.image is not None
     try:
         info = probe_image(c.image, max_pixels=cfg.max_pixels)
     except MediaError as exc:
         return (exc.reason, exc.detail)
-    if c.caption is None:
-        return ("missing_caption", "no caption (.txt, or 'caption' in the .json / table)")
     caption = c.caption
     if isinstance(caption, bytes):
         try:
             caption = caption.decode("utf-8")
         except UnicodeDecodeError as exc:
             return ("non_utf8_text", f"caption is not UTF-8: {exc}")
-    caption = caption.strip()
-    if not caption:
-        return ("missing_caption", "caption is empty")
+    caption = (caption or "").strip()
+    if not caption and cfg.kind != "image":
+        return ("missing_caption", "no caption (.txt, or 'caption' in the .json / table)" if c.caption is None
+                else "caption is empty")
     meta: dict[str, Any] = {"sha256": hashlib.sha256(c.image).hexdigest(), "bytes": len(c.image),
                             **c.meta}
     if c.image_name:
@@ -436,11 +465,33 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
         if given in IMAGE_EXTS and IMAGE_EXTS[given] != info.format:
             meta["ext_mismatch"] = f".{given} file holds {info.format}"
     name = f"0.{info.ext}"
+    if cfg.kind == "image" and not caption:
+        meta["captioned"] = False  # an image awaiting its text (an ocr or caption stage)
     try:
-        return Sample(key=c.key, kind=cfg.kind,  # type: ignore[arg-type]
+        return Sample(key=c.key, kind="caption" if cfg.kind == "image" else cfg.kind,  # type: ignore[arg-type]
                       source=Source(uri=c.uri or c.source, license=c.license or cfg.license),
                       media=(Media(name, info.mime, info.width, info.height),),
-                      content=(MediaPart(0), TextPart(caption)), meta=meta, blobs={name: c.image})
+                      content=(MediaPart(0), TextPart(caption)) if caption else (MediaPart(0),), meta=meta,
+                      blobs={name: c.image})
+    except SampleError as exc:
+        return ("invalid_record", str(exc))
+
+
+def _text_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
+    text = c.caption
+    if text is None:
+        return ("missing_caption", "no text (a .txt/.md file, or a table's text column)")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ("non_utf8_text", f"text is not UTF-8: {exc}")
+    if not text.strip():
+        return ("missing_caption", "text is empty")
+    meta = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "chars": len(text), **c.meta}
+    try:
+        return Sample(key=c.key or "doc", kind="text", source=Source(uri=c.uri or c.source, license=c.license or cfg.license),
+                      content=(TextPart(text),), meta=meta)
     except SampleError as exc:
         return ("invalid_record", str(exc))
 
@@ -479,11 +530,15 @@ def ingest(src: str | list[str], lake: Lake, cfg: IngestConfig, *, progress: boo
 
     srcs = [src] if isinstance(src, str) else list(src)
     streams = [read_candidates(s, cfg) for s in srcs]
+    spaces = _namespaces(srcs) if len(srcs) > 1 else [None]
     total = sum(n for _, n in streams) if all(n is not None for _, n in streams) else None
 
     def all_candidates() -> Iterator[Candidate]:
-        for it, _ in streams:
-            yield from it
+        for ns, (it, _) in zip(spaces, streams, strict=True):
+            for c in it:
+                if ns is not None and c.key is not None:  # several inputs: keys live in their input's namespace
+                    c.key = _safe_key(f"{ns}-{c.key}")
+                yield c
 
     rejects: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
@@ -513,11 +568,33 @@ def ingest(src: str | list[str], lake: Lake, cfg: IngestConfig, *, progress: boo
         if inputs == 0:
             raise ValueError(f"no inputs found in {', '.join(srcs)}: expected images with .txt/.json "
                              "captions, a .jsonl/.parquet table, or WebDataset .tar files")
+        if ingested == 0 and not cfg.allow_empty:
+            shown = "; ".join(f"{r['key'] or r['source']}: {r['reason']} ({r['detail'][:120]})" for r in rejects[:3])
+            raise EmptyIngest(f"ingested 0 of {inputs} inputs ({', '.join(f'{k}: {v}' for k, v in sorted(reasons.items()))})"
+                              f"; nothing was registered. First rejects: {shown}. Fix the inputs, choose another "
+                              "--kind, or pass --allow-empty to register an empty version", dict(reasons), inputs)
         if rejects:
             writer.set_rejects(_rejects_parquet(rejects), dict(reasons))
         version = writer.commit()
     return IngestResult(output=version.ref, manifest=version.uri, inputs=inputs, ingested=ingested,
                         rejected=dict(reasons), sources=srcs)
+
+
+class EmptyIngest(ValueError):
+    """No input was kept: nothing is committed or registered (unless ``allow_empty``)."""
+
+    def __init__(self, message: str, rejected: dict[str, int], inputs: int) -> None:
+        super().__init__(message)
+        self.rejected, self.inputs = rejected, inputs
+
+
+def _namespaces(srcs: list[str]) -> list[str]:
+    """A short, unique, key-safe name per input (its file or folder name, numbered if repeated)."""
+    base = [_safe_key(s.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "in")[:40] for s in srcs]
+    out = []
+    for i, b in enumerate(base):
+        out.append(b if base.count(b) == 1 else f"{b}{i}")
+    return out
 
 
 def _rejects_parquet(rows: list[dict[str, Any]]) -> bytes:

@@ -62,6 +62,10 @@ def probe_image(data: bytes, *, max_pixels: int = 100_000_000, decode: bool = Tr
     except Image.DecompressionBombError as exc:
         raise MediaError("too_many_pixels", str(exc)) from None
     except UnidentifiedImageError:
+        head = data[:512].lstrip().lower()
+        if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096].lower()):
+            raise MediaError("unsupported_format", "SVG is a vector format: rasterise it first "
+                                                   "(e.g. rsvg-convert -w 1024 in.svg > out.png)") from None
         raise MediaError("not_an_image", f"{len(data)} bytes in no image format Pillow knows "
                                          f"(starts {data[:8].hex()})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on garbage headers

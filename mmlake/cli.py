@@ -91,7 +91,9 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.argument("src", nargs=-1, required=True)
 @click.option("--dataset", required=True, help="Name of the dataset to add a version to.")
 @click.option("--kind", default="caption", show_default=True,
-              type=click.Choice(["caption", "ocr", "knowledge", "interleaved"]), help="Sample kind.")
+              type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text"]),
+              help="Sample kind: image+text pairs (caption, ocr, knowledge), PDFs (interleaved), images alone "
+                   "(image: no caption needed), text alone (text: .txt/.md files or a table's text column).")
 @lake_option
 @click.option("--workers", default=2, show_default=True, help="Processes that decode-check images.")
 @click.option("--max-pixels", default=100_000_000, show_default=True, help="Reject larger images (bombs).")
@@ -101,22 +103,26 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--key-column", default=None, help="Table sources: column holding a unique key.")
 @click.option("--license", "license_", default=None, help="Licence recorded for samples that name none.")
 @click.option("--no-register", is_flag=True, help="Only write the version to the lake; record nothing in the registry.")
+@click.option("--allow-empty", is_flag=True, help="Register a version even if no input was kept (otherwise an error).")
 @json_option
 @click.pass_context
 @_user_errors
 def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, lake: str | None, workers: int,
                max_pixels: int, shard_samples: int, image_column: str | None, caption_column: str | None,
-               key_column: str | None, license_: str | None, no_register: bool, as_json: bool) -> None:
+               key_column: str | None, license_: str | None, no_register: bool, allow_empty: bool,
+               as_json: bool) -> None:
     """Ingest SRC (folders in img2dataset layout, JSONL/Parquet tables, WebDataset tars) as a new
     version of --dataset. Every input is either ingested or rejected with a reason (rejects table
-    beside the manifest)."""
+    beside the manifest). Several SRCs: keys are prefixed with their input's name, so equal keys
+    of two inputs never collide. Keeping none of the inputs is an error (exit 1, nothing
+    registered) unless --allow-empty."""
     from datalake.ingest import IngestConfig, ingest
     from registry.jobs import run_ingest
 
     settings = _settings(ctx).with_lake(lake)
     cfg = IngestConfig(dataset=dataset, kind=kind, max_pixels=max_pixels, shard_samples=shard_samples,
                        workers=workers, image_column=image_column, caption_column=caption_column,
-                       key_column=key_column, license=license_)
+                       key_column=key_column, license=license_, allow_empty=allow_empty)
     if no_register:
         result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
         out = result.to_json()
