@@ -227,17 +227,37 @@ def verify_cmd(ctx: click.Context, ref: str, lake: str | None, as_json: bool) ->
 @datalake_group.command("rejects")
 @click.argument("ref")
 @click.option("-n", "count", default=20, show_default=True, help="How many rows (0 = all).")
+@click.option("--reason", default=None, help="Only rows with this reason (e.g. near_uniform, duplicate).")
 @lake_option
 @json_option
 @click.pass_context
 @_user_errors
-def rejects_cmd(ctx: click.Context, ref: str, count: int, lake: str | None, as_json: bool) -> None:
-    """Show the inputs a version's run rejected, with their reasons."""
+def rejects_cmd(ctx: click.Context, ref: str, count: int, reason: str | None, lake: str | None, as_json: bool) -> None:
+    """Show the inputs a version's run rejected, filtered or found duplicate, with their reasons.
+    Works for ingest rejects (source, key, reason, detail) and pipeline outcomes (key, input,
+    outcome, stage, reason, detail, duplicate_of)."""
     v = _settings(ctx).with_lake(lake).open_lake().open_version(ref)
-    rows = v.read_rejects().to_pylist()
+    table = v.read_rejects()
+    rows = table.to_pylist() if table is not None else []
+    if reason:
+        rows = [r for r in rows if r.get("reason") == reason]
+    total = len(rows)
     rows = rows if count == 0 else rows[:count]
-    _emit(as_json, {"ref": v.ref, "rejects": rows},
-          lambda: [click.echo(f"{r['reason']:18} {r['source']}  {r['detail']}") for r in rows])
+
+    def line(r: dict[str, Any]) -> str:
+        where = r.get("source") or "/".join(str(x) for x in (r.get("input"), r.get("key")) if x)
+        what = r.get("reason") or ""
+        if r.get("stage"):
+            what = f"{r.get('outcome', '')}:{r['stage']}:{what}"
+        extra = f" -> kept {r['duplicate_of']}" if r.get("duplicate_of") else ""
+        return f"{what:32} {where}  {r.get('detail') or ''}{extra}"
+
+    def human() -> None:
+        for r in rows:
+            click.echo(line(r))
+        click.echo(f"{len(rows)} of {total} row(s)" + (" (use -n 0 for all)" if len(rows) < total else ""))
+
+    _emit(as_json, {"ref": v.ref, "total": total, "rejects": rows}, human)
 
 
 @datalake_group.command("gc")
@@ -365,16 +385,22 @@ def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, inputs: tupl
 
     With --json, prints one object: run_id, output (name@N), inputs, kept, filtered (reason ->
     count), duplicates, rejected (reason -> count)."""
-    from pipelines.run import run_pipeline
+    from pipelines.run import Cancelled, cancel_on_signals, run_pipeline
     from pipelines.spec import load_spec
 
     settings = _settings(ctx).with_lake(lake)
     spec = load_spec(spec_path).with_runner(runner)
+    cancel_on_signals()
     if inputs:
         import dataclasses
 
         spec = dataclasses.replace(spec, inputs=tuple(inputs))
-    summary = run_pipeline(spec, settings.open_lake(), settings.registry_client(), progress=None if not as_json else False)
+    try:
+        summary = run_pipeline(spec, settings.open_lake(), settings.registry_client(),
+                               progress=None if not as_json else False)
+    except Cancelled as exc:
+        click.echo(f"mmlake run: cancelled by {exc}; the run is recorded as cancelled, its workers stopped", err=True)
+        sys.exit(130 if str(exc) == "SIGINT" else 143)
 
     def human() -> None:
         click.echo(f"{summary['output']} ({summary['version']}): kept {summary['kept']} of {summary['samples_in']}; "

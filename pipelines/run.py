@@ -149,7 +149,11 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
                                parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id})
     own_runner = runner is None
-    runner = runner or make_runner(spec.runner, spec.runner_options, progress)
+    try:
+        runner = runner or make_runner(spec.runner, spec.runner_options, progress)
+    except BaseException as exc:  # a runner that cannot start: the run is failed, not left running
+        client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
     try:
         outcomes: list[dict[str, Any]] = []
         scores: list[dict[str, Any]] = []
@@ -214,8 +218,14 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
                 store.delete(path)
     except BaseException as exc:
         try:
-            client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, (KeyboardInterrupt, Cancelled)):  # SIGINT / SIGTERM: workers are stopped below
+                client.finish_run(run.id, "cancelled", error=f"cancelled by {exc or 'SIGINT'}")
+            else:
+                client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
         finally:
+            if own_runner and isinstance(exc, (KeyboardInterrupt, Cancelled)):
+                getattr(runner, "terminate", runner.close)()
+                own_runner = False
             raise
     finally:
         if own_runner:
@@ -224,6 +234,22 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
     return {"run_id": run.id, "output": done.outputs[0], "version": version.manifest.version,
             "manifest": version.uri, "inputs": [ref for ref, _ in inputs], **counts, "runner": spec.runner,
             "tasks": {"computed": computed, "resumed": resumed}, "scored": scored}
+
+
+class Cancelled(BaseException):
+    """Raised in the driver by SIGTERM (``cancel_on_signals``): the run is recorded ``cancelled``."""
+
+
+def cancel_on_signals() -> None:
+    """SIGTERM (and SIGINT) stop a run cleanly: workers are terminated, the run is recorded
+    ``cancelled`` in the registry, the process exits non-zero."""
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Cancelled(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _summarise(outcomes: list[dict[str, Any]], kept: int, n_inputs: int) -> dict[str, Any]:

@@ -89,6 +89,11 @@ def _strs(v: Any, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+#: what each runner's constructor takes (checked before anything runs)
+RUNNER_OPTIONS = {"local": ("workers",), "ray": ("address", "num_cpus", "object_store_memory"),
+                  "spark": ("master", "partitions")}
+
+
 def parse_spec(doc: Any, where: str = "spec") -> PipelineSpec:
     if not isinstance(doc, dict):
         raise SpecError(f"{where}: a pipeline spec is a mapping with name, input, output and stages")
@@ -109,6 +114,14 @@ def parse_spec(doc: Any, where: str = "spec") -> PipelineSpec:
     opts = doc.get("runner_options") or {}
     if not isinstance(opts, dict):
         raise SpecError(f"{where}: runner_options must be a mapping")
+    unknown = sorted(set(opts) - set(RUNNER_OPTIONS[runner]))
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, RUNNER_OPTIONS[runner], 1))
+                 else repr(u) for u in unknown]
+        raise SpecError(f"{where}: runner_options {', '.join(hints)} not known to the {runner} runner; "
+                        f"it takes {list(RUNNER_OPTIONS[runner])}")
     psize = doc.get("partition_size", 256)
     if not isinstance(psize, int) or isinstance(psize, bool) or psize < 1:
         raise SpecError(f"{where}: partition_size must be a positive integer, got {psize!r}")

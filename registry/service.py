@@ -65,7 +65,7 @@ ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "deleted": (),
 }
 DATASET_STATES = ("active", "deprecated", "archived")
-RUN_STATUSES = ("queued", "running", "succeeded", "failed")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 RUN_KINDS = ("ingest", "pipeline", "sync", "job", "synth", "train")
 
 
@@ -374,11 +374,11 @@ class Registry:
                    outputs: Sequence[DatasetVersion | str] = (), error: str | None = None) -> RunInfo:
         """Close a run; register its output versions (manifest URIs or ``DatasetVersion``s) as
         made by it; emits COMPLETE or FAIL."""
-        if status not in ("succeeded", "failed"):
-            raise RegistryError(f"a run finishes as succeeded or failed, not {status!r}")
+        if status not in ("succeeded", "failed", "cancelled"):
+            raise RegistryError(f"a run finishes as succeeded, failed or cancelled, not {status!r}")
         with self.session() as s:
             r = self._run(s, run_id)
-            if r.status in ("succeeded", "failed"):
+            if r.status in ("succeeded", "failed", "cancelled"):
                 raise Conflict(f"run {run_id} already finished ({r.status})")
         for out in outputs:
             self.register_version(out, run_id=run_id)
@@ -389,7 +389,7 @@ class Registry:
             if r.started_at is None:
                 r.started_at = r.ended_at
             info = self._run_info(s, r)
-        self.emitter.emit("COMPLETE" if status == "succeeded" else "FAIL", info, self)
+        self.emitter.emit({"succeeded": "COMPLETE", "cancelled": "ABORT"}.get(status, "FAIL"), info, self)
         return info
 
     def _run(self, s: Session, run_id: str) -> Run:

@@ -54,3 +54,14 @@ class LocalRunner:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def terminate(self) -> None:
+        """Stop the workers now (a cancelled run): kill the pool's processes, drop queued tasks."""
+        if self._pool is not None:
+            procs = list(getattr(self._pool, "_processes", {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.join(5)
+            self._pool = None

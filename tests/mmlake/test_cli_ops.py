@@ -1,0 +1,98 @@
+"""Operations: rejects of every table, a run stopped by SIGTERM is cancelled with its workers,
+runner option typos caught by check."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from mmlake.cli import main
+from synth.shapes import write_caption_folder
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(x) for x in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_rejects_of_a_pipeline_output_human_and_json(tmp_path: Path) -> None:
+    env = {"MMLAKE_HOME": str(tmp_path / "home")}
+    src = tmp_path / "raw"
+    write_caption_folder(src, 20, seed=3, size=(96, 64), broken=True)
+    r = CliRunner(env=env).invoke(main, ["ingest", str(src), "--dataset", "raw", "--json"])
+    assert r.exit_code == 0, r.output
+    spec = {"name": "c", "input": "raw@latest", "output": "c", "runner": "local", "runner_options": {"workers": 1},
+            "stages": [{"image_filter": {"min_side": 80}}, {"dedupe_exact": {}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml"), "--json"])
+    assert r.exit_code == 0, r.output
+    for ref in ("raw@latest", "c@latest"):  # ingest rejects and pipeline outcomes
+        h = CliRunner(env=env).invoke(main, ["datalake", "rejects", ref, "-n", "0"])
+        assert h.exit_code == 0, h.output
+        j = CliRunner(env=env).invoke(main, ["datalake", "rejects", ref, "--json", "-n", "0"])
+        assert j.exit_code == 0, j.output
+        doc = json.loads(j.output)
+        assert doc["total"] == len(doc["rejects"]) > 0
+        assert f"{doc['total']} of {doc['total']} row(s)" in h.output
+    assert "filtered:image_filter:too_small" in CliRunner(env=env).invoke(
+        main, ["datalake", "rejects", "c@latest", "--reason", "too_small"]).output
+
+
+def test_sigterm_cancels_the_run_and_stops_its_workers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "MMLAKE_HOME": str(home)}
+    src = tmp_path / "raw"
+    write_caption_folder(src, 240, seed=4, size=(320, 240))
+    subprocess.run([sys.executable, "-m", "mmlake.cli", "ingest", str(src), "--dataset", "raw", "--json"], env=env,
+                   check=True, capture_output=True)
+    spec = {"name": "slow", "input": "raw@latest", "output": "slow", "runner": "local", "runner_options": {"workers": 2},
+            "partition_size": 4, "stages": [{"ocr": {"engine": "tesseract"}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen([sys.executable, "-m", "mmlake.cli", "run", str(tmp_path / "s.yaml"), "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers |= _children(proc.pid)
+        time.sleep(0.2)
+    assert workers, "the run never started its workers"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "cancelled" in err
+    time.sleep(0.5)
+    assert not [w for w in workers if _alive(w)], "pool workers outlived the cancelled run"
+    from mmlake.settings import load_settings
+
+    runs = load_settings({"MMLAKE_HOME": str(home)}).registry_client().list_runs()
+    assert [r.status for r in runs if r.kind != "ingest"] == ["cancelled"], [(r.kind, r.status) for r in runs]
+
+
+def test_a_runner_option_typo_fails_check_with_a_hint(tmp_path: Path) -> None:
+    spec = {"name": "c", "input": "raw@latest", "output": "c", "runner": "local", "runner_options": {"worker": 2},
+            "stages": [{"dedupe_exact": {}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(main, ["pipelines", "check", str(tmp_path / "s.yaml")])
+    assert r.exit_code != 0
+    assert "'worker' (did you mean 'workers'?)" in r.output and "Traceback" not in r.output
