@@ -190,6 +190,10 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         counts = _summarise(outcomes, sum(r["kept"] for r in results), sum(len(v) for _, v in inputs))
         if cluster_stats:  # per dedupe stage: clusters, duplicates, largest cluster, farthest member
             counts["clusters"] = cluster_stats
+        if counts["kept"] == 0 and counts["samples_in"] > 0 and not spec.allow_empty:
+            raise ValueError(f"pipeline {spec.name} kept 0 of {counts['samples_in']} samples (filtered "
+                             f"{counts['filtered']}, duplicates {counts['duplicates']}, rejected {counts['rejected']}); "
+                             "nothing was registered. Loosen the thresholds, or set allow_empty: true in the spec")
         if ingested is not None:  # raw inputs: the ingest's rejects are this job's rejects too
             counts["samples_in"] += sum(ingested.rejected.values())
             counts["rejected"] = dict(sorted((Counter(counts["rejected"]) + Counter(ingested.rejected)).items()))

@@ -40,7 +40,7 @@ __all__ = ["PipelineSpec", "load_spec", "parse_spec", "RUNNERS", "STAGES"]
 RUNNERS = ("local", "ray", "spark")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FIELDS = {"name", "input", "output", "runner", "runner_options", "stages", "partition_size", "against",
-           "reuse_scores", "description", "seed"}
+           "reuse_scores", "description", "seed", "allow_empty"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class PipelineSpec:
     reuse_scores: str | None = None
     description: str = ""
     seed: int = 0
+    #: commit a version even when every input was filtered, rejected or a duplicate
+    allow_empty: bool = False
 
     def build(self) -> list[Stage]:
         return [build_stage(n, p) for n, p in self.stages]
@@ -152,9 +154,13 @@ def parse_spec(doc: Any, where: str = "spec") -> PipelineSpec:
     seed = doc.get("seed", 0)
     if not isinstance(seed, int):
         raise SpecError(f"{where}: seed must be an integer")
+    allow_empty = doc.get("allow_empty", False)
+    if not isinstance(allow_empty, bool):
+        raise SpecError(f"{where}: allow_empty must be true or false")
     return PipelineSpec(name=name, inputs=_strs(doc["input"], f"{where}: input"), output=output,
                         stages=tuple(stages), runner=runner, runner_options=dict(opts), partition_size=psize,
-                        against=against, reuse_scores=reuse, description=str(doc.get("description", "")), seed=seed)
+                        against=against, reuse_scores=reuse, description=str(doc.get("description", "")), seed=seed,
+                        allow_empty=allow_empty)
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

@@ -8,8 +8,10 @@ order, mean confidence, text-area ratio (share of the image covered by text poly
 of lines. With ``as_transcript: true`` the sample becomes an ``ocr`` sample whose text is the
 transcript (optionally with line boxes as ``{polygon:i}`` placeholders).
 
-An image whose text covers more than ``infographic_area`` of it is an infographic, where OCR
-alone would teach the wrong thing: it is marked ``meta.ocr_route = "infographic"`` and gets an
+An image whose text covers more than ``infographic_area`` of it *and* whose lines are mostly
+scattered labels (under ``infographic_prose`` of its lines in paragraphs of three or more
+lines; a page of prose is nearly all paragraphs) is an infographic, where OCR alone would teach
+the wrong thing: it is marked ``meta.ocr_route = "infographic"`` and gets an
 empty ``meta.description`` slot beside its OCR text, for a captioner to fill.
 
 ``ocr_filter`` (a filter on ``meta.ocr``): ``not_ocred`` (no ``ocr`` stage ran on its images),
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,19 +94,25 @@ class OcrStage(MapStage):
         lang: str = "eng"
         model_dir: str | None = None
         infographic_area: float = 0.35
+        infographic_prose: float = 0.6
         #: documents (``meta.document``): OCR only the pages without a text layer
         only_missing_text: bool = False
         #: rapidocr: classify lines as upside down and turn them (photos); off for pages
         angle_cls: bool = False
+        #: threads per worker for the engine (ONNX Runtime intra-op threads; Tesseract's
+        #: OMP_THREAD_LIMIT); default 1, so N workers use N cores instead of oversubscribing them
+        threads: int = 1
 
         def __post_init__(self) -> None:
             if self.engine not in ENGINES:
                 raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {self.engine!r}")
             if not 0 <= self.min_score <= 1:
                 raise ValueError("min_score must be in [0, 1]")
+            if self.threads < 1:
+                raise ValueError("threads must be >= 1")
 
     def setup(self) -> None:
-        opts: dict[str, Any] = {"lang": self.config.lang}
+        opts: dict[str, Any] = {"lang": self.config.lang, "threads": self.config.threads}
         if self.config.angle_cls:
             opts["angle_cls"] = True
         if self.config.model_dir:
@@ -148,7 +157,10 @@ class OcrStage(MapStage):
                                        label=f"block {k}", role="layout_block", attrs={"order": k}))
             page_text = "\n".join(ln.text for ln in lines)
             texts.append(page_text)
+            per_block = Counter(ln.block for ln in lines)
+            prose = sum(n for n in per_block.values() if n >= 3) / len(lines) if lines else 0.0
             pages[m.name] = {"engine": self.engine.name, "text": page_text, "lines": len(lines),
+                             "blocks": len(per_block), "prose_share": round(prose, 4),
                              "mean_confidence": round(float(np.mean([ln.score for ln in lines])), 4) if lines else 0.0,
                              "text_area_ratio": round(min(1.0, area / max(1, w * h)), 4)}
             if i < len(layer) and layer[i]:  # a born-digital page: OCR measured against its text layer
@@ -165,7 +177,8 @@ class OcrStage(MapStage):
                     at = next(j for j, p in enumerate(content) if isinstance(p, MediaPart) and p.media == i)
                     content.insert(at + 1, TextPart(pages[m.name]["text"]))
             meta["document"] = _retokenize(doc, sample, pages)
-        if any(p["text_area_ratio"] > self.config.infographic_area for p in pages.values()):
+        if any(p["text_area_ratio"] > self.config.infographic_area and p["prose_share"] < self.config.infographic_prose
+               for p in pages.values()):
             meta["ocr_route"] = "infographic"
             meta.setdefault("description", "")
         out = dataclasses.replace(sample, annotations=tuple(anns), meta=meta, content=tuple(content))

@@ -116,6 +116,7 @@ class RapidOcrEngine(OcrEngine):
         params: dict[str, Any] = {"Global.log_level": "warning", "Global.use_cls": bool(self.options.get("angle_cls"))}
         if self.options.get("threads"):
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(self.options["threads"])
+            params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
         self.engine = RapidOCR(params=params)
         super().load()
 
@@ -142,7 +143,7 @@ class TesseractEngine(OcrEngine):
     name = "tesseract"
 
     def load(self) -> None:
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        os.environ["OMP_THREAD_LIMIT"] = str(int(self.options.get("threads") or 1))
         try:
             import pytesseract
         except ImportError:

@@ -42,7 +42,7 @@ def test_rejects_of_a_pipeline_output_human_and_json(tmp_path: Path) -> None:
     r = CliRunner(env=env).invoke(main, ["ingest", str(src), "--dataset", "raw", "--json"])
     assert r.exit_code == 0, r.output
     spec = {"name": "c", "input": "raw@latest", "output": "c", "runner": "local", "runner_options": {"workers": 1},
-            "stages": [{"image_filter": {"min_side": 80}}, {"dedupe_exact": {}}]}
+            "stages": [{"text_filter": {"min_words": 9}}, {"dedupe_exact": {}}]}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
     r = CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml"), "--json"])
     assert r.exit_code == 0, r.output
@@ -54,8 +54,8 @@ def test_rejects_of_a_pipeline_output_human_and_json(tmp_path: Path) -> None:
         doc = json.loads(j.output)
         assert doc["total"] == len(doc["rejects"]) > 0
         assert f"{doc['total']} of {doc['total']} row(s)" in h.output
-    assert "filtered:image_filter:too_small" in CliRunner(env=env).invoke(
-        main, ["datalake", "rejects", "c@latest", "--reason", "too_small"]).output
+    assert "filtered:text_filter:too_few_words" in CliRunner(env=env).invoke(
+        main, ["datalake", "rejects", "c@latest", "--reason", "too_few_words"]).output
 
 
 def test_sigterm_cancels_the_run_and_stops_its_workers(tmp_path: Path) -> None:
@@ -96,3 +96,17 @@ def test_a_runner_option_typo_fails_check_with_a_hint(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["pipelines", "check", str(tmp_path / "s.yaml")])
     assert r.exit_code != 0
     assert "'worker' (did you mean 'workers'?)" in r.output and "Traceback" not in r.output
+
+
+def test_a_run_that_keeps_nothing_fails_and_registers_nothing(tmp_path: Path) -> None:
+    env = {"MMLAKE_HOME": str(tmp_path / "home")}
+    write_caption_folder(tmp_path / "raw", 8, seed=5, size=(96, 64))
+    assert CliRunner(env=env).invoke(main, ["ingest", str(tmp_path / "raw"), "--dataset", "raw"]).exit_code == 0
+    spec = {"name": "strict", "input": "raw@latest", "output": "strict", "runner": "local",
+            "runner_options": {"workers": 1}, "stages": [{"image_filter": {"min_side": 4000}}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml")])
+    assert r.exit_code != 0 and "kept 0 of 8 samples" in r.output and "allow_empty" in r.output
+    assert "strict" not in CliRunner(env=env).invoke(main, ["datalake", "ls", "--json"]).output
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**spec, "allow_empty": True}))
+    assert CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml")]).exit_code == 0

@@ -95,3 +95,36 @@ def test_text_layer_of_debian_manuals_matches_pdftotext(path: Path) -> None:
     assert precision >= 0.98
     assert cer(hyp, ref) <= 0.02
     assert not re.search("[\x00-\x08\x0b-\x1f\ufffe\xad]", hyp)  # no soft-hyphen markers, no control chars
+
+
+def test_a_page_of_prose_is_not_routed_as_an_infographic_but_scattered_labels_are(tmp_path: Path) -> None:
+    import io
+
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageDraw, ImageFont
+
+    from datalake.sample import Media, MediaPart, Sample, Source
+    from pipelines.stage import build_stage
+    from synth.text import find_fonts
+
+    def img_sample(key: str, im: Image.Image) -> Sample:
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return Sample(key=key, kind="caption", source=Source("t://"), media=(Media("0.png", "image/png", *im.size),),
+                      content=(MediaPart(0),), blobs={"0.png": buf.getvalue()})
+
+    prose = pdfium.PdfDocument(str(DEBIAN_PDFS[0]))[3].render(scale=100 / 72).to_pil().convert("RGB")
+    board = Image.new("RGB", (900, 700), "white")
+    d = ImageDraw.Draw(board)
+    font = ImageFont.truetype(next(f for f in find_fonts()["latin"] if f.endswith("DejaVuSans.ttf")), 26)
+    rng = np.random.default_rng(0)
+    for k in range(12):  # labels scattered over a diagram, as on a poster
+        x, y = 20 + (k % 3) * 290 + int(rng.integers(0, 30)), 20 + (k // 3) * 170 + int(rng.integers(0, 60))
+        d.rectangle((x - 6, y - 6, x + 230, y + 40), outline=(40, 90, 200), width=3)
+        d.text((x, y), f"Stage {k} output", fill="black", font=font)
+    st = build_stage("ocr", {"engine": "rapidocr", "infographic_area": 0.05})
+    page = st.map(img_sample("prose", prose))
+    poster = st.map(img_sample("poster", board))
+    assert page.meta["ocr"]["0.png"]["text_area_ratio"] > 0.05 and page.meta["ocr"]["0.png"]["prose_share"] >= 0.6
+    assert "ocr_route" not in page.meta
+    assert poster.meta.get("ocr_route") == "infographic", poster.meta["ocr"]
