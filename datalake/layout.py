@@ -9,7 +9,9 @@ into blocks in reading order:
 2. **blocks** -- a line joins the block whose last line is directly above it (gap under
    ``line_gap`` line heights, horizontal overlap of half the narrower line); a line under two
    blocks at once (a full-width line below columns) starts a block of its own;
-3. **order** -- the partial order of Breuel ("High performance document layout analysis",
+3. **labels** -- a one-line block standing alone beside a line of a block to its right (a term
+   and its definition, an option and its description) joins that line;
+4. **order** -- the partial order of Breuel ("High performance document layout analysis",
    2003): block *a* comes before *b* if they overlap horizontally and *a* is above *b*, or if
    *a* lies left of *b* and no block between them vertically overlaps both horizontally (a
    full-width title or figure caption separates the column parts above it from those below),
@@ -145,6 +147,7 @@ def baselines(frags: list[Fragment], word_gap: float = 1.0) -> list[Line]:
 
 def blocks_of(lines: list[Line], line_gap: float = 1.2) -> list[Block]:
     blocks: list[Block] = []
+    seen: list[Line] = []
     for ln in sorted(lines, key=lambda ln: (ln.y0, ln.x0)):
         cands = []
         for b in blocks:
@@ -153,12 +156,49 @@ def blocks_of(lines: list[Line], line_gap: float = 1.2) -> list[Block]:
             ov = _overlap(last.x0, last.x1, ln.x0, ln.x1)
             if -0.5 * min(ln.h, last.h) <= gap <= line_gap * max(ln.h, last.h) and \
                     ov >= 0.5 * min(last.x1 - last.x0, ln.x1 - ln.x0):
-                cands.append(b)
+                x0, x1 = min(last.x0, ln.x0), max(last.x1, ln.x1)
+                tol = 0.25 * min(ln.h, last.h)
+                # a line of another block between them (a term between two definitions) ends the block
+                if not any(m is not last and m.y0 >= last.y1 - tol and m.y1 <= ln.y0 + tol
+                           and _overlap(m.x0, m.x1, x0, x1) > 0 for m in seen):
+                    cands.append(b)
+        seen.append(ln)
         if len(cands) == 1:
             cands[0].lines.append(ln)
         else:  # nothing above it, or it spans two blocks (a full-width line under columns)
             blocks.append(Block([ln]))
     return blocks
+
+
+def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float = 2.5) -> list[Block]:
+    """A one-line block that stands alone (nothing under it within ``clear_below`` line heights)
+    beside a line of a block to its right (a term and its definition, an option and its
+    description, a list number) joins that line: read ``$  Expands to ...``, not every term of
+    the page before every definition. A column heading has its paragraph right under it, so it
+    never qualifies; two columns of running text have no one-line blocks to join."""
+    out = list(blocks)
+    for a in sorted((b for b in blocks if len(b.lines) == 1), key=lambda b: b.box[0]):
+        if a not in out:
+            continue
+        la = a.lines[0]
+        if any(c is not a and 0 <= c.box[1] - la.y1 <= clear_below * la.h
+               and _overlap(c.box[0], c.box[2], la.x0, la.x1) > 0 for c in out):
+            continue
+        best, best_gap = None, None
+        for b in out:
+            if b is a:
+                continue
+            for lb in b.lines:
+                gap = lb.x0 - la.x1
+                if gap <= 0 or gap > max_gap * la.h or _overlap(la.y0, la.y1, lb.y0, lb.y1) < 0.5 * min(la.h, lb.h):
+                    continue
+                if best_gap is None or gap < best_gap:
+                    best, best_gap = lb, gap
+        if best is not None:
+            best.frags.extend(la.frags)
+            best._bounds()
+            out.remove(a)
+    return out
 
 
 def order_blocks(blocks: list[Block]) -> list[Block]:
@@ -219,7 +259,7 @@ def layout(frags: list[Fragment], *, word_gap: float = 1.0, line_gap: float = 1.
     frags = [f for f in frags if f.text.strip()]
     if not frags:
         return []
-    return order_blocks(blocks_of(baselines(frags, word_gap), line_gap))
+    return order_blocks(attach_labels(blocks_of(baselines(frags, word_gap), line_gap)))
 
 
 def ordered_text(blocks: list[Block]) -> str:

@@ -300,12 +300,15 @@ def schema_cmd(write: bool) -> None:
 @click.option("--clean", is_flag=True, help="Rendered text without augmentation (no rotation, blur, noise ...).")
 @click.option("--shard-samples", default=1000, show_default=True, help="Samples per shard.")
 @click.option("--list", "list_", is_flag=True, help="List the generators and whether each can run here.")
+@click.option("--verify-evidence", is_flag=True,
+              help="OCR each chart/table/figure and drop (counted) samples whose answer is not legible in it.")
 @lake_option
 @json_option
 @click.pass_context
 @_user_errors
 def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | None, count: int, seed: int,
-              start: int, clean: bool, shard_samples: int, list_: bool, lake: str | None, as_json: bool) -> None:
+              start: int, clean: bool, shard_samples: int, list_: bool, verify_evidence: bool, lake: str | None,
+              as_json: bool) -> None:
     """Generate synthetic OCR / knowledge data with exact ground truth as a registered version.
 
     \b
@@ -329,14 +332,15 @@ def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | No
     try:
         res = run_synth(settings.registry_client(), settings.open_lake(), generators, dataset, count, seed,
                         start=start, augment=not clean, shard_samples=shard_samples,
-                        progress=None if not as_json else False)
+                        progress=None if not as_json else False, verify_evidence=verify_evidence)
     except LookupError as exc:
         raise UserError(str(exc)) from None
     out = res.to_json()
     _emit(as_json, out, lambda: (
         click.echo(f"{res.samples} samples -> {out['output']} (run {out['run']}): "
                    + ", ".join(f"{k} {v}" for k, v in res.per_generator.items())),
-        [click.echo(f"skipped {k}: {v}") for k, v in res.skipped.items()]))
+        [click.echo(f"skipped {k}: {v}") for k, v in res.skipped.items()],
+        [click.echo(f"dropped {v} sample(s): {k}") for k, v in res.rejected.items()]))
 
 
 @main.group("documents")

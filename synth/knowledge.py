@@ -46,9 +46,16 @@ def _sample(kind_key: str, seed: int, index: int, img: Image.Image, question: st
 
 
 def geometry_sample(seed: int, index: int, size: int = 448) -> Sample:
-    """A triangle ABC with integer side lengths shown on the figure; asks for an angle, the
-    area or the perimeter -- computed exactly (law of cosines, Heron)."""
+    """A geometry figure with its measures written on it: a triangle ABC with integer sides
+    (an angle, the area or the perimeter: law of cosines, Heron), a circle with its radius
+    (area, circumference, diameter) or a regular polygon with its side (perimeter, interior
+    angle, number of sides) -- every answer computed exactly from what the figure shows."""
     rng = np.random.default_rng([seed, index, 0x6E0])
+    shape = ("triangle", "circle", "polygon")[int(rng.integers(3))]
+    if shape == "circle":
+        return _circle_sample(seed, index, size, rng)
+    if shape == "polygon":
+        return _polygon_sample(seed, index, size, rng)
     while True:
         a, b, c = (int(x) for x in rng.integers(3, 16, 3))
         if a + b > c and a + c > b and b + c > a:
@@ -84,7 +91,51 @@ def geometry_sample(seed: int, index: int, size: int = 448) -> Sample:
     else:
         q, ans = "What is the perimeter of triangle ABC?", str(a + b + c)
     return _sample("geometry", seed, index, img, q, ans,
-                   {"sides": {"BC": a, "CA": b, "AB": c}, "angle_A": angle_a, "area": area, "answer": ans})
+                   {"shape": "triangle", "sides": {"BC": a, "CA": b, "AB": c}, "angle_A": angle_a, "area": area,
+                    "answer": ans, "evidence": [str(a), str(b), str(c)]})
+
+
+def _circle_sample(seed: int, index: int, size: int, rng: np.random.Generator) -> Sample:
+    r = int(rng.integers(2, 20))
+    img = Image.new("RGB", (size, size), "white")
+    d = ImageDraw.Draw(img)
+    c, rad = size / 2, size * 0.36
+    d.ellipse((c - rad, c - rad, c + rad, c + rad), outline=(20, 20, 20), width=3)
+    d.line((c, c, c + rad, c), fill=(160, 0, 0), width=3)
+    d.ellipse((c - 4, c - 4, c + 4, c + 4), fill=(20, 20, 20))
+    d.text((c + rad / 2 - 18, c - 34), f"r = {r}", font=_font(24), fill=(160, 0, 0))
+    which = int(rng.integers(3))
+    if which == 0:
+        q, ans = "What is the area of the circle (to two decimals)?", f"{math.pi * r * r:.2f}"
+    elif which == 1:
+        q, ans = "What is the circumference of the circle (to two decimals)?", f"{2 * math.pi * r:.2f}"
+    else:
+        q, ans = "What is the diameter of the circle?", str(2 * r)
+    return _sample("geometry", seed, index, img, q, ans,
+                   {"shape": "circle", "radius": r, "answer": ans, "evidence": [str(r)]})
+
+
+def _polygon_sample(seed: int, index: int, size: int, rng: np.random.Generator) -> Sample:
+    n, side = int(rng.integers(5, 9)), int(rng.integers(2, 15))
+    img = Image.new("RGB", (size, size), "white")
+    d = ImageDraw.Draw(img)
+    c, rad = size / 2, size * 0.34
+    pts = [(c + rad * math.cos(2 * math.pi * k / n - math.pi / 2), c + rad * math.sin(2 * math.pi * k / n - math.pi / 2))
+           for k in range(n)]
+    d.polygon(pts, outline=(20, 20, 20), width=3)
+    (x0, y0), (x1, y1) = pts[0], pts[1]
+    d.text(((x0 + x1) / 2 + 10, (y0 + y1) / 2 - 26), str(side), font=_font(24), fill=(160, 0, 0))
+    d.text((12, size - 40), f"regular polygon, side {side}", font=_font(20), fill=(0, 0, 160))
+    which = int(rng.integers(3))
+    if which == 0:
+        q, ans = "What is the perimeter of the regular polygon?", str(n * side)
+    elif which == 1:
+        q, ans = "What is each interior angle of the regular polygon, in degrees (to one decimal)?", \
+            f"{180 * (n - 2) / n:.1f}"
+    else:
+        q, ans = "How many sides does the polygon have?", str(n)
+    return _sample("geometry", seed, index, img, q, ans,
+                   {"shape": "polygon", "sides": n, "side": side, "answer": ans, "evidence": [str(side)]})
 
 
 def chart_sample(seed: int, index: int, size: tuple[int, int] = (512, 384)) -> Sample:
@@ -98,7 +149,10 @@ def chart_sample(seed: int, index: int, size: tuple[int, int] = (512, 384)) -> S
     kind = ["bar", "line", "pie", "scatter"][int(rng.integers(4))]
     n = int(rng.integers(4, 8))
     labels = [chr(ord("A") + i) for i in range(n)] if kind != "line" else [str(2015 + i) for i in range(n)]
-    values = [int(v) for v in rng.integers(5, 100, n)]
+    values = [int(v) for v in rng.choice(np.arange(5, 100), n, replace=False)]  # distinct: no tied max/min
+    if kind == "pie":  # the pie shows rounded shares, not values: those must be distinct too
+        while len(set(_pie_labels(values))) < n:
+            values = [int(v) for v in rng.choice(np.arange(5, 100), n, replace=False)]
     fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     if kind == "bar":
         ax.bar(labels, values, color="#4472c4")
@@ -109,12 +163,12 @@ def chart_sample(seed: int, index: int, size: tuple[int, int] = (512, 384)) -> S
         for i, v in enumerate(values):
             ax.annotate(str(v), (i, v), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=8)
     elif kind == "pie":
-        ax.pie(values, labels=labels, autopct=lambda pc: f"{pc:.0f}%")
+        ax.pie(values, labels=labels, autopct=lambda pc: f"{pc:.0f}%")  # what _pie_labels computes
     else:
         xs = [int(v) for v in rng.integers(0, 50, n)]
         ax.scatter(xs, values)
         for x, v, lab in zip(xs, values, labels, strict=True):
-            ax.annotate(f"{lab}({x},{v})", (x, v), fontsize=7)
+            ax.annotate(f"{lab}({x},{v})", (x, v), fontsize=9)
     ax.set_title(f"Series {index}")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -123,7 +177,22 @@ def chart_sample(seed: int, index: int, size: tuple[int, int] = (512, 384)) -> S
     img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
     imax, imin = int(np.argmax(values)), int(np.argmin(values))
     q_kind = int(rng.integers(3))
-    if kind == "line" and q_kind == 2:
+    evidence = list(labels)
+    if kind == "pie":  # only the shares are on the figure: ask about them, never about raw values
+        shares = _pie_labels(values)
+        evidence = list(labels)
+        if q_kind == 0:
+            q, ans = "Which label has the largest share?", labels[imax]
+        elif q_kind == 1:
+            j = int(rng.integers(n))
+            q, ans = f"What share of the whole is {labels[j]}, as shown on the chart?", shares[j]
+            evidence = [labels[j], shares[j]]
+        else:
+            diff = int(shares[imax].rstrip("%")) - int(shares[imin].rstrip("%"))
+            q, ans = (f"By how many percentage points does the share of {labels[imax]} exceed that of "
+                      f"{labels[imin]}?"), str(diff)
+            evidence = [shares[imax], shares[imin]]
+    elif kind == "line" and q_kind == 2:
         diffs = np.diff(values)
         trend = "increasing" if (diffs > 0).all() else "decreasing" if (diffs < 0).all() else "mixed"
         q, ans = "Is the series increasing, decreasing or mixed?", trend
@@ -134,9 +203,17 @@ def chart_sample(seed: int, index: int, size: tuple[int, int] = (512, 384)) -> S
     else:
         q, ans = f"What is the difference between the values of {labels[imax]} and {labels[imin]}?", \
             str(values[imax] - values[imin])
+        evidence = [str(values[imax]), str(values[imin])]
     table = "\n".join(f"{lab}: {v}" for lab, v in zip(labels, values, strict=True))
     return _sample("chart", seed, index, img, q, ans,
-                   {"chart": kind, "labels": labels, "values": values, "table": table, "answer": ans})
+                   {"chart": kind, "labels": labels, "values": values, "table": table, "answer": ans,
+                    "evidence": evidence})
+
+
+def _pie_labels(values: list[int]) -> list[str]:
+    """The percentages matplotlib's ``autopct`` prints on a pie of ``values``."""
+    x = np.asarray(values, dtype=float)
+    return [f"{pc:.0f}%" for pc in 100.0 * x / x.sum()]
 
 
 def table_sample(seed: int, index: int) -> Sample:
@@ -145,6 +222,10 @@ def table_sample(seed: int, index: int) -> Sample:
     cols = ["Item", "Q1", "Q2", "Q3"]
     names = ["apples", "pears", "plums", "grapes", "lemons", "figs", "limes"]
     rows = [[names[i]] + [int(v) for v in rng.integers(1, 500, 3)] for i in range(int(rng.integers(3, 7)))]
+    totals = [sum(r[1:]) for r in rows]
+    while totals.count(max(totals)) > 1:  # a tied best row has no single answer: re-draw the last row
+        rows[-1] = [rows[-1][0]] + [int(v) for v in rng.integers(1, 500, 3)]
+        totals = [sum(r[1:]) for r in rows]
     f = _font(18)
     cw, rh = 110, 34
     img = Image.new("RGB", (cw * len(cols) + 2, rh * (len(rows) + 1) + 2), "white")
@@ -158,13 +239,27 @@ def table_sample(seed: int, index: int) -> Sample:
     if which == 0:
         i, j = int(rng.integers(len(rows))), int(rng.integers(1, 4))
         q, ans = f"What is the {cols[j]} value for {rows[i][0]}?", str(rows[i][j])
+        evidence = [rows[i][0], str(rows[i][j])]
     elif which == 1:
         j = int(rng.integers(1, 4))
         q, ans = f"What is the total of column {cols[j]}?", str(sum(r[j] for r in rows))
+        evidence = [str(r[j]) for r in rows]
     else:
         best = max(rows, key=lambda r: sum(r[1:]))
         q, ans = "Which item has the largest total over Q1-Q3?", str(best[0])
-    return _sample("table", seed, index, img, q, ans, {"columns": cols, "rows": rows, "answer": ans})
+        evidence = [str(v) for r in rows for v in r]
+    return _sample("table", seed, index, img, q, ans, {"columns": cols, "rows": rows, "answer": ans,
+                                                      "evidence": evidence})
+
+
+def evidence_visible(sample: Sample, engine: Any) -> tuple[bool, list[str]]:
+    """OCR the rendered figure and check that every string the answer rests on
+    (``meta.truth.evidence``: the numbers and labels a reader needs) is legible in it.
+    Returns (all visible, the missing ones)."""
+    lines = engine(np.asarray(Image.open(io.BytesIO(sample.blobs[sample.media[0].name])).convert("RGB")))
+    seen = " ".join(ln.text for ln in lines).replace(" ", "")
+    missing = [e for e in sample.meta["truth"].get("evidence", []) if e.replace(" ", "") not in seen]
+    return not missing, missing
 
 
 GENERATORS = {"geometry": geometry_sample, "chart": chart_sample, "table": table_sample}

@@ -93,11 +93,15 @@ class SynthResult:
     samples: int = 0
     per_generator: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: samples generated but dropped, by reason (``evidence_not_visible``: OCR of the figure did
+    #: not find what the answer rests on)
+    rejected: dict[str, int] = field(default_factory=dict)
     version: Any = None
     run: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "per_generator": self.per_generator, "skipped": self.skipped,
+                "rejected": self.rejected,
                 "output": self.run.outputs[0] if self.run is not None and self.run.outputs else
                 (self.version.ref if self.version is not None else None),
                 "run": self.run.id if self.run is not None else None}
@@ -141,15 +145,37 @@ def _generate(batches: dict[str, list[int]], skipped: dict[str, str], seed: int,
             yield s
 
 
+_ENGINE: Any = None
+
+
+def _ocr_engine() -> Any:
+    global _ENGINE
+    if _ENGINE is None:
+        from pipelines.ocr.engines import make_engine
+
+        _ENGINE = make_engine("rapidocr", threads=1)
+        _ENGINE.load()
+    return _ENGINE
+
+
+def evidence_visible(sample: Sample, engine: Any) -> tuple[bool, list[str]]:
+    from synth.knowledge import evidence_visible as check
+
+    return check(sample, engine)
+
+
 def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int, seed: int = 0, *,
               start: int = 0, augment: bool = True, shard_samples: int = 1000,
-              progress: bool | None = None) -> SynthResult:
-    """Generate, write and register one version of ``dataset`` as a recorded ``synth`` run."""
+              progress: bool | None = None, verify_evidence: bool = False) -> SynthResult:
+    """Generate, write and register one version of ``dataset`` as a recorded ``synth`` run.
+    ``verify_evidence``: OCR every figure that carries ``meta.truth.evidence`` (charts, tables,
+    geometry) and drop, counted, the samples whose answer rests on something not legible."""
     from tqdm import tqdm
 
     names = list(dict.fromkeys(names))
     batches, skipped = plan(names, n, start)  # unknown names, "nothing can run": fail before a run is recorded
-    params = {"generators": names, "n": n, "seed": seed, "start": start, "augment": augment}
+    params = {"generators": names, "n": n, "seed": seed, "start": start, "augment": augment,
+              "verify_evidence": verify_evidence}
     run = client.start_run("synth", f"synth {dataset}", spec={"type": "synth", "dataset": dataset, **params},
                            parameters=params)
     result = SynthResult()
@@ -158,12 +184,18 @@ def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int
         with lake.writer(dataset, shard_samples=shard_samples, created=created) as w:
             for s in tqdm(_generate(batches, skipped, seed, augment, result), total=n,
                           unit="sample", desc=f"synth {dataset}", disable=None if progress is None else not progress):
+                if verify_evidence and "evidence" in (s.meta.get("truth") or {}):
+                    ok, _missing = evidence_visible(s, _ocr_engine())
+                    if not ok:
+                        result.rejected["evidence_not_visible"] = result.rejected.get("evidence_not_visible", 0) + 1
+                        result.samples -= 1
+                        continue
                 w.add(s)
             result.version = w.commit()
     except Exception as exc:
         client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     counts = {"inputs": n, "kept": result.samples, "generated": dict(result.per_generator),
-              "skipped_generators": dict(result.skipped)}
+              "skipped_generators": dict(result.skipped), "rejected": dict(result.rejected)}
     result.run = client.finish_run(run.id, "succeeded", counts=counts, outputs=[result.version])
     return result
