@@ -63,7 +63,9 @@ _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
 #: what ingest builds: image+text pairs (caption, ocr, knowledge), documents (interleaved: PDFs),
 #: images alone (``image``: caption samples without text yet, for OCR, captioning or dedupe) and
 #: text alone (``text``: .txt/.md files, or a table's text column)
-INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text")
+INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text", "agent")
+#: what ``--kind agent`` does with an element box that leaves the screenshot
+OUT_OF_VIEW = ("clip", "drop", "reject")
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,16 @@ class IngestConfig:
     pdf_dpi: int = 110
     #: register a version even when no input was kept (otherwise that is an error)
     allow_empty: bool = False
+    #: agent screenshots: an element box outside the image is clipped to it, dropped, or rejects the sample
+    out_of_view: str = "clip"
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
         if self.kind not in INGEST_KINDS:
             why = "comes from its own pipeline" if self.kind in KINDS else "is not a sample kind"
             raise ValueError(f"ingest builds {list(INGEST_KINDS)}; kind {self.kind!r} {why}")
+        if self.out_of_view not in OUT_OF_VIEW:
+            raise ValueError(f"out_of_view must be one of {list(OUT_OF_VIEW)}, got {self.out_of_view!r}")
         if self.max_pixels < 1 or self.shard_samples < 1 or self.workers < 1:
             raise ValueError("max_pixels, shard_samples and workers must be >= 1")
 
@@ -448,6 +454,8 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
         info = probe_image(c.image, max_pixels=cfg.max_pixels)
     except MediaError as exc:
         return (exc.reason, exc.detail)
+    if cfg.kind == "agent":
+        return _agent_sample(c, cfg, info)
     caption = c.caption
     if isinstance(caption, bytes):
         try:
@@ -473,6 +481,59 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
                       media=(Media(name, info.mime, info.width, info.height),),
                       content=(MediaPart(0), TextPart(caption)) if caption else (MediaPart(0),), meta=meta,
                       blobs={name: c.image})
+    except SampleError as exc:
+        return ("invalid_record", str(exc))
+
+
+def _agent_sample(c: Candidate, cfg: IngestConfig, info: Any) -> Sample | tuple[str, str]:
+    """A screenshot + its element side file (``{"elements": [{"bbox": [x0, y0, x1, y1], "text":
+    ..., "type": ..., "role": ...}], "platform": ..., "instruction": ...}``) as an ``agent``
+    sample: one ``ui_element`` box per element, a grounding text that names each with its box
+    placeholder. Boxes leaving the screenshot are clipped, dropped or reject the sample
+    (``out_of_view``), counted in ``meta.elements``."""
+    from datalake.sample import Annotation
+
+    doc = c.meta.get("source_meta") or {}
+    elements = doc.get("elements")
+    if not isinstance(elements, list) or not elements:
+        return ("missing_caption", "an agent screenshot needs a .json side file with a non-empty 'elements' list")
+    w, h = info.width, info.height
+    anns, lines = [], []
+    clipped = dropped = 0
+    for j, el in enumerate(elements):
+        box = el.get("bbox", el.get("xyxy")) if isinstance(el, dict) else None
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            return ("invalid_record", f"elements[{j}]: needs bbox [x0, y0, x1, y1] in pixels")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if x1 < x0 or y1 < y0:
+            return ("invalid_record", f"elements[{j}]: bbox {box} has x1 < x0 or y1 < y0")
+        inside = x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h
+        if not inside:
+            if cfg.out_of_view == "reject":
+                return ("invalid_record", f"elements[{j}]: bbox {box} leaves the {w}x{h} screenshot "
+                                          "(use --out-of-view clip or drop)")
+            cx0, cy0, cx1, cy1 = max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)
+            if cfg.out_of_view == "drop" or cx1 - cx0 < 1 or cy1 - cy0 < 1:  # nothing of it is on screen
+                dropped += 1
+                continue
+            x0, y0, x1, y1 = cx0, cy0, cx1, cy1
+            clipped += 1
+        text = str(el.get("text") or "").strip() or None
+        label = str(el.get("type") or el.get("label") or "element")
+        anns.append(Annotation(0, "box", xyxy=(x0, y0, x1, y1), label=label, text=text, role="ui_element"))
+        lines.append(f"{label}" + (f" \"{text}\"" if text else "") + f" {{box:{len(anns) - 1}}}")
+    if not anns:
+        return ("invalid_record", f"all {len(elements)} element boxes leave the {w}x{h} screenshot")
+    instruction = str(doc.get("instruction") or "").strip()
+    body = (instruction + "\n" if instruction else "") + "\n".join(lines)
+    meta = {"sha256": hashlib.sha256(c.image or b"").hexdigest(), "platform": str(doc.get("platform") or "web"),
+            "elements": {"given": len(elements), "kept": len(anns), "clipped": clipped, "dropped": dropped}}
+    name = f"0.{info.ext}"
+    try:
+        return Sample(key=c.key or "screen", kind="agent", source=Source(uri=c.uri or c.source,
+                                                                          license=c.license or cfg.license),
+                      media=(Media(name, info.mime, w, h),), content=(MediaPart(0), TextPart(body)),
+                      annotations=tuple(anns), meta=meta, blobs={name: c.image or b""})
     except SampleError as exc:
         return ("invalid_record", str(exc))
 

@@ -91,9 +91,12 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.argument("src", nargs=-1, required=True)
 @click.option("--dataset", required=True, help="Name of the dataset to add a version to.")
 @click.option("--kind", default="caption", show_default=True,
-              type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text"]),
+              type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text", "agent"]),
               help="Sample kind: image+text pairs (caption, ocr, knowledge), PDFs (interleaved), images alone "
-                   "(image: no caption needed), text alone (text: .txt/.md files or a table's text column).")
+                   "(image: no caption needed), text alone (text: .txt/.md files or a table's text column), "
+                   "screenshots with element .json side files (agent).")
+@click.option("--out-of-view", type=click.Choice(["clip", "drop", "reject"]), default="clip", show_default=True,
+              help="--kind agent: an element box leaving the screenshot is clipped, dropped, or rejects the sample.")
 @lake_option
 @click.option("--workers", default=2, show_default=True, help="Processes that decode-check images.")
 @click.option("--max-pixels", default=100_000_000, show_default=True, help="Reject larger images (bombs).")
@@ -107,7 +110,8 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 @_user_errors
-def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, lake: str | None, workers: int,
+def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, out_of_view: str,
+               lake: str | None, workers: int,
                max_pixels: int, shard_samples: int, image_column: str | None, caption_column: str | None,
                key_column: str | None, license_: str | None, no_register: bool, allow_empty: bool,
                as_json: bool) -> None:
@@ -122,7 +126,7 @@ def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str
     settings = _settings(ctx).with_lake(lake)
     cfg = IngestConfig(dataset=dataset, kind=kind, max_pixels=max_pixels, shard_samples=shard_samples,
                        workers=workers, image_column=image_column, caption_column=caption_column,
-                       key_column=key_column, license=license_, allow_empty=allow_empty)
+                       key_column=key_column, license=license_, allow_empty=allow_empty, out_of_view=out_of_view)
     if no_register:
         result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
         out = result.to_json()

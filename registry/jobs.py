@@ -30,7 +30,7 @@ from registry.types import RegistryError, RunInfo
 __all__ = ["run_ingest", "JobRunner", "validate_job"]
 
 _INGEST_OPTIONS = {"max_pixels": int, "shard_samples": int, "workers": int, "image_column": str,
-                   "caption_column": str, "key_column": str, "license": str}
+                   "caption_column": str, "key_column": str, "license": str, "out_of_view": str}
 
 
 def ingest_config(dataset: str, kind: str = "caption", **options: Any) -> IngestConfig:

@@ -82,3 +82,40 @@ def test_svg_bytes_are_an_unsupported_format_not_garbage() -> None:
     with pytest.raises(MediaError) as e:
         probe_image(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
     assert e.value.reason == "unsupported_format" and "rasterise" in e.value.detail
+
+
+def _screenshot(folder: Path, stem: str, elements: list[dict], size: tuple[int, int] = (320, 200)) -> None:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", size, (245, 245, 245))
+    d = ImageDraw.Draw(im)
+    for el in elements:
+        x0, y0, x1, y1 = el["bbox"]
+        d.rectangle((x0, y0, x1, y1), outline=(30, 30, 200), width=2)
+        d.text((x0 + 4, y0 + 4), el.get("text", ""), fill=(0, 0, 0))
+    im.save(folder / f"{stem}.png")
+    (folder / f"{stem}.json").write_text(json.dumps({"platform": "web", "elements": elements}))
+
+
+@pytest.mark.parametrize("mode", ["clip", "drop", "reject"])
+def test_agent_screenshots_with_element_files_and_an_off_screen_box(tmp_path: Path, mode: str) -> None:
+    src = tmp_path / "shots"
+    src.mkdir()
+    _screenshot(src, "s1", [{"bbox": [10, 10, 120, 40], "text": "Sign in", "type": "button"},
+                            {"bbox": [200, 150, 400, 190], "text": "Footer link", "type": "link"},  # runs off the right edge
+                            {"bbox": [400, 10, 450, 30], "text": "hidden", "type": "link"}])  # wholly off screen
+    _screenshot(src, "s2", [{"bbox": [20, 60, 300, 90], "text": "Search", "type": "textbox"}])
+    lake = Lake.open(str(tmp_path / "lake"))
+    res = ingest(str(src), lake, IngestConfig(dataset="gui", kind="agent", out_of_view=mode))
+    got = {s.key: s for s in lake.open_version("gui@latest")}
+    assert res.inputs == 2
+    if mode == "reject":
+        assert list(got) == ["s2"] and res.rejected == {"invalid_record": 1}
+        return
+    s1 = got["s1"]
+    assert s1.kind == "agent" and all(a.role == "ui_element" for a in s1.annotations)
+    assert s1.meta["elements"] == {"given": 3, "kept": 2 if mode == "clip" else 1,
+                                   "clipped": 1 if mode == "clip" else 0, "dropped": 1 if mode == "clip" else 2}
+    if mode == "clip":
+        assert s1.annotations[1].xyxy == (200.0, 150.0, 320.0, 190.0)
+    assert "button \"Sign in\" {box:0}" in s1.text()
