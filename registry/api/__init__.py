@@ -172,11 +172,66 @@ class _VersionCache:
         return self.items[key]
 
 
+class ThumbnailCache:
+    """Least-recently-used thumbnails, bounded by their total bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_bytes, self.bytes = max_bytes, 0
+        self._items: OrderedDict[Any, tuple[bytes, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> tuple[bytes, str] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: Any, value: tuple[bytes, str]) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self.bytes += len(value[0])
+            while self.bytes > self.max_bytes and len(self._items) > 1:
+                _, (b, _) = self._items.popitem(last=False)
+                self.bytes -= len(b)
+
+
+def make_thumbnail(data: bytes, mime: str, side: int) -> tuple[bytes, str]:
+    """JPEG (PNG where the image has transparency) at most ``side`` px on its long side; other
+    media come back unchanged."""
+    import io
+
+    from PIL import Image
+
+    if not mime.startswith("image/"):
+        return data, mime
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("RGB", (side, side))
+            alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+            im = im.convert("RGBA" if alpha else "RGB")
+            im.thumbnail((side, side))
+            buf = io.BytesIO()
+            if alpha:
+                im.save(buf, "PNG", optimize=True)
+                return buf.getvalue(), "image/png"
+            im.save(buf, "JPEG", quality=82)
+            return buf.getvalue(), "image/jpeg"
+    except Exception:  # noqa: BLE001 - an undecodable image is shown as it is
+        return data, mime
+
+
 def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: bool = True) -> FastAPI:
     settings = settings or ApiSettings()
     app = FastAPI(title="mmlake registry", version="1", description="Datasets, versions, runs and lineage.")
     app.state.registry, app.state.settings = reg, settings
     app.state.versions = _VersionCache(reg)
+    thumbs = ThumbnailCache(64 * 2**20)
     app.state.jobs = JobRunner(reg, settings.lake_uri)
     router = APIRouter(prefix="/api/v1")
     route = Routes(router, "/api/v1")
@@ -285,7 +340,21 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
         return v.get(index).to_json()
 
     @route("GET", "/versions/{ref}/samples/{index}/media/{name}", "read")
-    def media(ref: str, index: int, name: str) -> Response:
+    def media(ref: str, index: int, name: str, thumb: int | None = None) -> Response:
+        """The media bytes as stored, or with ``thumb=N`` an image shrunk to N px on its long
+        side (16-1024), made on first request and kept in a bounded cache."""
+        if thumb is not None:
+            key = (ref, index, name, max(16, min(1024, thumb)))
+            hit = thumbs.get(key)
+            if hit is None:
+                raw, mime = _media_bytes(ref, index, name)
+                hit = make_thumbnail(raw, mime, key[3])
+                thumbs.put(key, hit)
+            return Response(hit[0], media_type=hit[1], headers={"Cache-Control": "public, max-age=86400"})
+        raw, mime = _media_bytes(ref, index, name)
+        return Response(raw, media_type=mime, headers={"Cache-Control": "public, max-age=86400"})
+
+    def _media_bytes(ref: str, index: int, name: str) -> tuple[bytes, str]:
         v = versions(ref)
         if not 0 <= index < len(v):
             raise HTTPException(404, f"{ref} has {len(v)} samples; no sample {index}")
@@ -295,7 +364,7 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
         mime = next((m["mime"] for m in record["media"] if m["name"] == name), None)
         if mime is None or name not in members:
             raise HTTPException(404, f"sample {key} has no media {name!r}")
-        return Response(members[name], media_type=mime, headers={"Cache-Control": "public, max-age=86400"})
+        return members[name], mime
 
     @route("GET", "/versions/{ref}/rejects", "read")
     def rejects(ref: str, limit: int = 100) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -28,6 +28,10 @@ __all__ = ["mount_web"]
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 12
+#: sample tiles on a version page: thumbnails, and at most this many media of a long document
+THUMB, TILE_MEDIA = 320, 2
+#: the sample page shows a long document this many pages at a time (thumbnails, full size on click)
+MEDIA_PER_PAGE, PAGE_THUMB, RECORD_CHARS = 10, 900, 20_000
 def _default_pipeline() -> str:
     """The shipped example spec, shown in the job form."""
     import pipelines
@@ -134,7 +138,9 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
             v = app.state.versions.get(info.ref)
             for i in range(page_ * PAGE_SIZE, min(total, (page_ + 1) * PAGE_SIZE)):
                 rec = v.get(i).to_json()
-                samples.append({"index": i, **sample_view(rec, lambda m, i=i: f"/api/v1/versions/{info.ref}/samples/{i}/media/{quote(m)}")})
+                samples.append({"index": i, **sample_view(
+                    rec, lambda m, i=i: f"/api/v1/versions/{info.ref}/samples/{i}/media/{quote(m)}", thumb=THUMB,
+                    media_range=(0, TILE_MEDIA))})
         graph = reg.lineage(info.ref, "both")
         from registry.service import ALLOWED_TRANSITIONS
 
@@ -144,15 +150,23 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
                       msg=msg, err=err)
 
     @page("GET", "/datasets/{name}/{number}/samples/{index}", "read")
-    def sample(request: Request, name: str, number: str, index: int) -> HTMLResponse:
+    def sample(request: Request, name: str, number: str, index: int, from_: int = Query(0, alias="from")) -> HTMLResponse:
         info = reg.get_version(f"{name}@{number}")
         v = app.state.versions.get(info.ref)
         if not 0 <= index < len(v):
             raise HTTPException(404, f"{info.ref} has {len(v)} samples; no sample {index}")
         rec = v.get(index).to_json()
-        view = sample_view(rec, lambda m: f"/api/v1/versions/{info.ref}/samples/{index}/media/{quote(m)}")
-        return render(request, "sample.html", v=info, s={"index": index, **view}, record=json.dumps(rec, indent=1),
-                      total=len(v))
+        start = max(0, min(from_, max(0, len(rec.get("media", [])) - 1)))
+        view = sample_view(rec, lambda m: f"/api/v1/versions/{info.ref}/samples/{index}/media/{quote(m)}",
+                           thumb=PAGE_THUMB if len(rec.get("media", [])) > MEDIA_PER_PAGE else None,
+                           media_range=(start, start + MEDIA_PER_PAGE))
+        shown = {a for a, m in enumerate(view["media"]) if m["shown"]}
+        view["annotations"] = [{**a, "n": j} for j, a in enumerate(view["annotations"]) if a.get("media") in shown]
+        record_text = json.dumps(rec, indent=1)
+        if len(record_text) > RECORD_CHARS:
+            record_text = record_text[:RECORD_CHARS] + f"\n... ({len(record_text) - RECORD_CHARS} more characters)"
+        return render(request, "sample.html", v=info, s={"index": index, **view}, record=record_text,
+                      total=len(v), media_from=start, media_per_page=MEDIA_PER_PAGE, n_media=len(rec.get("media", [])))
 
     @page("POST", "/datasets/{name}/{number}/lifecycle", "admin")
     def lifecycle(name: str, number: str, state: str = Form(...)) -> Response:

@@ -73,23 +73,42 @@ def _timeline(anns: list[tuple[int, dict[str, Any]]], duration: float | None) ->
     return Markup("".join(parts))
 
 
-def sample_view(record: dict[str, Any], media_url: Callable[[str], str]) -> dict[str, Any]:
-    """What the templates need to show one sample: media with overlays, parts in order."""
+def sample_view(record: dict[str, Any], media_url: Callable[[str], str], *, thumb: int | None = None,
+                media_range: tuple[int, int] | None = None) -> dict[str, Any]:
+    """What the templates need to show one sample: media with overlays, parts in order.
+
+    ``thumb``: image URLs ask for thumbnails of that size (grids of samples). ``media_range``:
+    only media ``[start, stop)`` and the parts around them are shown (a long document, page by
+    page); ``hidden_media`` says how many were left out."""
     anns = record.get("annotations", [])
     media = []
-    for i, m in enumerate(record.get("media", [])):
+    all_media = record.get("media", [])
+    lo, hi = media_range if media_range else (0, len(all_media))
+    for i, m in enumerate(all_media):
         mine = [(j, a) for j, a in enumerate(anns) if a.get("media") == i]
         mime = m.get("mime", "")
-        media.append({**m, "index": i, "url": media_url(m["name"]), "is_image": mime.startswith("image/"),
+        url = media_url(m["name"])
+        if thumb and mime.startswith("image/"):
+            url += f"?thumb={thumb}"
+        media.append({**m, "index": i, "url": url, "full_url": media_url(m["name"]), "is_image": mime.startswith("image/"),
+                      "shown": lo <= i < hi,
                       "is_video": mime.startswith("video/"), "n_annotations": len(mine),
                       "overlay": _overlay(mine, m["width"], m["height"]),
                       "timeline": _timeline(mine, m.get("duration_s"))})
 
     def parts(content: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"media": p["media"]} if "media" in p else {"text": highlight_placeholders(p["text"], anns)}
-                for p in content]
+        out, cur = [], -1
+        for p in content:
+            if "media" in p:
+                cur = p["media"]
+                if lo <= cur < hi:
+                    out.append({"media": cur})
+            elif lo <= cur < hi or (cur < 0 and lo == 0):  # text belongs with the media before it
+                out.append({"text": highlight_placeholders(p["text"], anns)})
+        return out
 
     return {"key": record["key"], "kind": record["kind"], "source": record.get("source", {}), "media": media,
+            "hidden_media": len(all_media) - (min(hi, len(all_media)) - min(lo, len(all_media))), "media_range": (lo, hi),
             "parts": parts(record.get("content", [])), "annotations": anns, "meta": record.get("meta", {}),
             "messages": [{"role": m["role"], "parts": parts(m.get("content", []))} for m in record.get("messages", [])]}
 

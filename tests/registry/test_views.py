@@ -64,3 +64,30 @@ def test_charts_and_funnel() -> None:
                      ("kept", 3)]
     assert str(funnel_chart(steps, "f")).count('class="bar"') == 6
     assert "&lt;x&gt;" in str(bar_chart(["<x>"], [1], "<t>"))
+
+
+def test_thumbnails_are_small_and_bounded_and_long_documents_show_a_page_range() -> None:
+    import io
+
+    from PIL import Image
+
+    from registry.api import ThumbnailCache, make_thumbnail
+    from tests.realdata import photo_paths
+
+    photo = next(p for p in photo_paths() if p.name == "astronaut.png").read_bytes()
+    small, mime = make_thumbnail(photo, "image/png", 128)
+    assert mime == "image/jpeg" and Image.open(io.BytesIO(small)).size == (128, 128) and len(small) < len(photo) / 10
+    cache = ThumbnailCache(3 * len(small))
+    for k in range(10):
+        cache.put(k, (small, mime))
+    assert cache.bytes <= 3 * len(small) and cache.get(9) is not None and cache.get(0) is None
+    record = {"key": "doc", "kind": "interleaved", "source": {"uri": "x"},
+              "media": [{"name": f"{i}.png", "mime": "image/png", "width": 100, "height": 140} for i in range(30)],
+              "content": [p for i in range(30) for p in ({"media": i}, {"text": f"page {i} text"})],
+              "annotations": [{"media": i, "type": "box", "xyxy": [1, 1, 9, 9], "role": "layout_block"} for i in range(30)]}
+    v = sample_view(record, lambda n: f"/m/{n}", thumb=320, media_range=(10, 20))
+    shown = [p["media"] for p in v["parts"] if "media" in p]
+    texts = [str(p["text"]) for p in v["parts"] if "text" in p]
+    assert shown == list(range(10, 20)) and texts[0] == "page 10 text" and len(texts) == 10
+    assert v["hidden_media"] == 20 and v["media"][10]["url"] == "/m/10.png?thumb=320"
+    assert v["media"][10]["full_url"] == "/m/10.png"
