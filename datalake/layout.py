@@ -174,19 +174,15 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
     """A one-line block that stands alone (nothing under it within ``clear_below`` line heights)
     beside a line of a block to its right (a term and its definition, an option and its
     description, a list number) joins that line: read ``$  Expands to ...``, not every term of
-    the page before every definition. A column heading has its paragraph right under it, so it
+    the page before every definition. A column of bullets or numbers (every line under four
+    line heights wide) joins line by line. A column heading has its paragraph right under it, so it
     never qualifies; two columns of running text have no one-line blocks to join."""
     out = list(blocks)
-    for a in sorted((b for b in blocks if len(b.lines) == 1), key=lambda b: b.box[0]):
-        if a not in out:
-            continue
-        la = a.lines[0]
-        if any(c is not a and 0 <= c.box[1] - la.y1 <= clear_below * la.h
-               and _overlap(c.box[0], c.box[2], la.x0, la.x1) > 0 for c in out):
-            continue
+
+    def partner(la: Line, exclude: Block) -> Line | None:
         best, best_gap = None, None
         for b in out:
-            if b is a:
+            if b is exclude:
                 continue
             for lb in b.lines:
                 gap = lb.x0 - la.x1
@@ -194,9 +190,25 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
                     continue
                 if best_gap is None or gap < best_gap:
                     best, best_gap = lb, gap
-        if best is not None:
-            best.frags.extend(la.frags)
-            best._bounds()
+        return best
+
+    for a in sorted(blocks, key=lambda b: b.box[0]):
+        if a not in out:
+            continue
+        narrow = all(ln.x1 - ln.x0 <= 4 * ln.h for ln in a.lines)  # bullets, numbers, short tags
+        if len(a.lines) > 1 and not narrow:
+            continue
+        if not narrow:
+            la = a.lines[0]
+            if any(c is not a and 0 <= c.box[1] - la.y1 <= clear_below * la.h
+                   and _overlap(c.box[0], c.box[2], la.x0, la.x1) > 0 for c in out):
+                continue
+        found = [(la, partner(la, a)) for la in a.lines]
+        if all(p is not None for _, p in found):
+            for la, lb in found:
+                assert lb is not None
+                lb.frags.extend(la.frags)
+                lb._bounds()
             out.remove(a)
     return out
 

@@ -158,7 +158,7 @@ def _coerce(stage: str, field: dataclasses.Field[Any], value: Any, hints: dict[s
 
 def build_stage(name: str, params: dict[str, Any] | None) -> Stage:
     """A stage from its spec entry, its parameters checked against its ``Config``."""
-    if not STAGES:  # a fresh worker process: register the built-in stages
+    if name not in STAGES:  # a fresh process (or one that imported only some stages): register the built-ins
         import pipelines.stages  # noqa: F401
     if name not in STAGES:
         raise SpecError(f"unknown stage {name!r}; known stages: {sorted(STAGES)}")
