@@ -253,9 +253,10 @@ def _cell_image(store: Store, value: Any, where: str) -> tuple[bytes | None, str
 def _table_rows(store: Store, name: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
     """Yield (where, row, json error) for each row of a JSONL or Parquet table."""
     if name.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(io.BytesIO(store.read(name)))
+        table = pq.ParquetFile(pa.BufferReader(store.read(name)))
         n = 0
         for batch in table.iter_batches(batch_size=1024):
             for row in batch.to_pylist():

@@ -15,7 +15,6 @@ mean something systematic is wrong, and the task fails naming dataset, shard and
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import pickle
@@ -66,10 +65,11 @@ def _stages(stages: str) -> list[Stage]:
 
 @lru_cache(maxsize=4)
 def _scores(uri: str) -> dict[tuple[str, str], dict[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     head, _, name = uri.rpartition("/")
-    table = pq.read_table(io.BytesIO(open_store(head).read(name)))
+    table = pq.read_table(pa.BufferReader(open_store(head).read(name)), use_threads=False)
     return {(r["key"], r["stage"]): json.loads(r["scores"]) for r in table.to_pylist()}
 
 

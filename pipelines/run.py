@@ -102,9 +102,10 @@ def _plan_tasks(inputs: list[tuple[str, DatasetVersion]], size: int) -> tuple[li
 
 
 def _load_table(store: Any, path: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(io.BytesIO(store.read(path))).to_pylist()  # type: ignore[no-any-return]
+    return pq.read_table(pa.BufferReader(store.read(path)), use_threads=False).to_pylist()  # type: ignore[no-any-return]
 
 
 def _parquet(rows: list[dict[str, Any]], columns: dict[str, Any]) -> bytes:
