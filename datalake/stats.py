@@ -17,13 +17,15 @@ from datalake.sample import Sample
 __all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES", "PAGES_EDGES",
            "PAGE_TOKENS_EDGES", "CONFIDENCE_EDGES"]
 
-SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+# log-spaced edges reaching far past real data (long documents, gigapixel scans), so no bin
+# saturates; the charts trim empty outer bins
+SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 ASPECT_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.333, 2.0, 4.0)
-TEXT_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536)
-BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26)
+TEXT_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536, 1 << 18, 1 << 20, 1 << 22, 1 << 24)
+BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 28, 1 << 30)
 # documents (samples with ``meta.document``) and OCRed images (``meta.ocr``)
-PAGES_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129)
-PAGE_TOKENS_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096)
+PAGES_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 2049, 4097)
+PAGE_TOKENS_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 CONFIDENCE_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 _NEW_EDGES = {"pages": PAGES_EDGES, "page_tokens": PAGE_TOKENS_EDGES, "ocr_confidence": CONFIDENCE_EDGES}
 

@@ -104,6 +104,23 @@ def _load(t: TaskSpec) -> list[Sample]:
 
 
 def run_task(t: TaskSpec) -> dict[str, Any]:
+    """One task; Python warnings raised while it runs (Pillow's palette-transparency note, once
+    per image) are counted by message in ``result["warnings"]`` instead of flooding stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _run_task(t)
+    if caught:
+        counts: dict[str, int] = dict(result.get("warnings") or {})
+        for w in caught:
+            msg = f"{w.category.__name__}: {str(w.message)[:200]}"
+            counts[msg] = counts.get(msg, 0) + 1
+        result["warnings"] = counts
+    return result
+
+
+def _run_task(t: TaskSpec) -> dict[str, Any]:
     for k, v in t.env.items():
         os.environ.setdefault(k, v)
     store = Lake.open(t.lake_uri).dataset_store(t.output)

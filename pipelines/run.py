@@ -20,6 +20,7 @@ yields the same version digest.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 from collections import Counter
@@ -36,6 +37,8 @@ from pipelines.spec import PipelineSpec
 from pipelines.stage import DedupeStage, SpecError
 
 __all__ = ["run_pipeline", "plan_passes"]
+
+log = logging.getLogger("mmlake.pipelines")
 
 
 def plan_passes(stages: list[Any]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -160,6 +163,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         scores: list[dict[str, Any]] = []
         sig_rows: list[dict[str, Any]] = []
         cluster_stats: dict[str, Any] = {}
+        warned: dict[str, int] = {}
         sources: list[tuple[Any, ...]] = [src for _, src in tasks]
         computed = resumed = scored = 0
         results: list[dict[str, Any]] = []
@@ -176,6 +180,8 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             for r in results:
                 outcomes.extend(r["outcomes"])
                 scores.extend(r["scores"])
+                for msg, n in (r.get("warnings") or {}).items():
+                    warned[msg] = warned.get(msg, 0) + n
             if on_pass:
                 on_pass(k, results)
             drops = {}
@@ -189,6 +195,10 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         for r in results:
             stats.merge(VersionStats.from_json(r["stats"]))
         counts = _summarise(outcomes, sum(r["kept"] for r in results), sum(len(v) for _, v in inputs))
+        if warned:  # counted in the tasks, said once here
+            counts["warnings"] = dict(sorted(warned.items(), key=lambda kv: -kv[1]))
+            for msg, n in list(counts["warnings"].items())[:5]:
+                log.warning("%s: %d x %s", spec.name, n, msg)
         if cluster_stats:  # per dedupe stage: clusters, duplicates, largest cluster, farthest member
             counts["clusters"] = cluster_stats
         if counts["kept"] == 0 and counts["samples_in"] > 0 and not spec.allow_empty:

@@ -119,3 +119,14 @@ def test_agent_screenshots_with_element_files_and_an_off_screen_box(tmp_path: Pa
     if mode == "clip":
         assert s1.annotations[1].xyxy == (200.0, 150.0, 320.0, 190.0)
     assert "button \"Sign in\" {box:0}" in s1.text()
+
+
+def test_long_documents_do_not_saturate_the_histograms() -> None:
+    from datalake.stats import PAGES_EDGES, TEXT_EDGES, Histogram
+
+    text, pages = Histogram(TEXT_EDGES), Histogram(PAGES_EDGES)
+    for chars, n in ((90_000, 87), (400_000, 400), (2_500_000, 1620)):  # manuals: bash(1), a book, a big PDF
+        text.add(chars)
+        pages.add(n)
+    assert text.counts[-1] == 0 and len({i for i, c in enumerate(text.counts) if c}) == 3
+    assert pages.counts[-1] == 0 and len({i for i, c in enumerate(pages.counts) if c}) == 3

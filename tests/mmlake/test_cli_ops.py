@@ -115,3 +115,39 @@ def test_a_run_that_keeps_nothing_fails_and_registers_nothing(tmp_path: Path) ->
     assert "strict" not in CliRunner(env=env).invoke(main, ["datalake", "ls", "--json"]).output
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({**spec, "allow_empty": True}))
     assert CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml")]).exit_code == 0
+
+
+def test_warnings_of_a_run_are_counted_once_not_printed_per_sample(tmp_path: Path) -> None:
+    import dataclasses
+    import warnings
+    from typing import Any
+
+    from pipelines.stage import STAGES, MapStage
+
+    class Noisy(MapStage):
+        name = "noisy_test_stage"
+
+        @dataclasses.dataclass(frozen=True)
+        class Config:
+            pass
+
+        def map(self, sample: Any) -> Any:
+            warnings.warn("Palette images with Transparency expressed in bytes should be converted to RGBA images",
+                          UserWarning, stacklevel=1)
+            return sample
+
+    STAGES[Noisy.name] = Noisy
+    try:
+        env = {"MMLAKE_HOME": str(tmp_path / "home")}
+        write_caption_folder(tmp_path / "raw", 7, seed=6, size=(96, 64))
+        assert CliRunner(env=env).invoke(main, ["ingest", str(tmp_path / "raw"), "--dataset", "raw"]).exit_code == 0
+        spec = {"name": "n", "input": "raw@latest", "output": "n", "runner": "local", "runner_options": {"workers": 1},
+                "stages": [{Noisy.name: {}}]}
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+        r = CliRunner(env=env).invoke(main, ["run", str(tmp_path / "s.yaml"), "--json"])
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output.strip().splitlines()[-1])
+        assert out["warnings"] == {"UserWarning: Palette images with Transparency expressed in bytes should be "
+                                   "converted to RGBA images": 7}
+    finally:
+        del STAGES[Noisy.name]
