@@ -55,12 +55,15 @@ def check_attention() -> list[dict]:
     for causal in (True, False):
         outs = {}
         for b in available_backends(dev):
+            print(f"  check-attention: {b} causal={causal} on {dev.type} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
             grad = dev.type == "cuda" or b != "flex"  # FlexAttention has no CPU backward
             qq, kk, vv = (x.clone().requires_grad_(grad) for x in (q, k, v))
             o = attend(qq, kk, vv, VarlenMask(cu, causal, b))
             if grad:
                 o.float().square().sum().backward()
             outs[b] = (o.detach().float(), qq.grad.float() if grad else torch.full_like(q, float("nan")).float())
+            print(f"  check-attention: {b} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         ref_o, ref_g = outs["sdpa"]
         for b, (o, gq) in outs.items():
             rows.append({"backend": b, "causal": causal, "tokens": t, "segments": len(lens),
