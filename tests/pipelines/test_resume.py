@@ -46,7 +46,7 @@ def test_killed_run_resumes_and_reproduces_the_digest(tmp_path: Path, runner: st
     raw = tmp_path / "raw"
     write_caption_folder(raw, 90, seed=3, size=(128, 96))
     spec = write_spec(tmp_path / "spec.yaml", input=str(raw), partition_size=6,
-                      runner_options={"workers": 1} if runner == "local" else {"num_cpus": 1})
+                      runner=runner, runner_options={"workers": 1} if runner == "local" else {"num_cpus": 1})
     ray_tmp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray's socket paths must fit
     env = {"RAY_TMPDIR": str(ray_tmp)}
     try:
