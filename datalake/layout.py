@@ -192,6 +192,19 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
                     best, best_gap = lb, gap
         return best
 
+    def partner_left(la: Line, exclude: Block, max_left: float = 40.0) -> Line | None:
+        best, best_gap = None, None
+        for b in out:
+            if b is exclude:
+                continue
+            for lb in b.lines:
+                gap = la.x0 - lb.x1
+                if gap <= 0 or gap > max_left * la.h or _overlap(la.y0, la.y1, lb.y0, lb.y1) < 0.5 * min(la.h, lb.h):
+                    continue
+                if best_gap is None or gap < best_gap:
+                    best, best_gap = lb, gap
+        return best
+
     for a in sorted(blocks, key=lambda b: b.box[0]):
         if a not in out:
             continue
@@ -204,6 +217,9 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
                    and _overlap(c.box[0], c.box[2], la.x0, la.x1) > 0 for c in out):
                 continue
         found = [(la, partner(la, a)) for la in a.lines]
+        if not all(p is not None for _, p in found) and all(ln.x1 - ln.x0 <= 8 * ln.h for ln in a.lines):
+            # short tags at the right end of their rows ([Function], a page number): the row's end
+            found = [(la, partner_left(la, a)) for la in a.lines]
         if all(p is not None for _, p in found):
             for la, lb in found:
                 assert lb is not None
