@@ -179,27 +179,15 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
     never qualifies; two columns of running text have no one-line blocks to join."""
     out = list(blocks)
 
-    def partner(la: Line, exclude: Block) -> Line | None:
+    def partner(la: Line, exclude: Block, right: bool = True, limit: float = max_gap) -> Line | None:
+        """The nearest line of another block on ``la``'s baseline, to its right (or left)."""
         best, best_gap = None, None
         for b in out:
             if b is exclude:
                 continue
             for lb in b.lines:
-                gap = lb.x0 - la.x1
-                if gap <= 0 or gap > max_gap * la.h or _overlap(la.y0, la.y1, lb.y0, lb.y1) < 0.5 * min(la.h, lb.h):
-                    continue
-                if best_gap is None or gap < best_gap:
-                    best, best_gap = lb, gap
-        return best
-
-    def partner_left(la: Line, exclude: Block, max_left: float = 40.0) -> Line | None:
-        best, best_gap = None, None
-        for b in out:
-            if b is exclude:
-                continue
-            for lb in b.lines:
-                gap = la.x0 - lb.x1
-                if gap <= 0 or gap > max_left * la.h or _overlap(la.y0, la.y1, lb.y0, lb.y1) < 0.5 * min(la.h, lb.h):
+                gap = lb.x0 - la.x1 if right else la.x0 - lb.x1
+                if gap <= 0 or gap > limit * la.h or _overlap(la.y0, la.y1, lb.y0, lb.y1) < 0.5 * min(la.h, lb.h):
                     continue
                 if best_gap is None or gap < best_gap:
                     best, best_gap = lb, gap
@@ -219,7 +207,7 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
         found = [(la, partner(la, a)) for la in a.lines]
         if not all(p is not None for _, p in found) and all(ln.x1 - ln.x0 <= 8 * ln.h for ln in a.lines):
             # short tags at the right end of their rows ([Function], a page number): the row's end
-            found = [(la, partner_left(la, a)) for la in a.lines]
+            found = [(la, partner(la, a, right=False, limit=40.0)) for la in a.lines]
         if all(p is not None for _, p in found):
             for la, lb in found:
                 assert lb is not None
