@@ -32,6 +32,7 @@ from training.config import TrainConfig
 from training.model import VLM
 from training.optim import build_optimizers, lr_factor
 from training.prefetch import Prefetcher
+from training.report import plot, read_log, summarise
 
 __all__ = ["train", "TrainResult", "loader_config", "PEAK_FLOPS"]
 
@@ -186,32 +187,6 @@ def _registry_start(cfg: TrainConfig, client: Any, loader: Any) -> str | None:
     return run.id
 
 
-def _plot(log_path: Path, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
-    if not rows:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["loss"] for r in rows], label="all", color="black", linewidth=1.2)
-    for name in rows[-1]["loss_by_source"]:
-        pts = [(r["step"], r["loss_by_source"][name]) for r in rows if r["loss_by_source"].get(name) is not None]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=name.split("@")[0], linewidth=0.8, alpha=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (per loss token)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png)
-    plt.close(fig)
-
-
 def _ckpt_root(cfg: TrainConfig) -> str:
     return cfg.train.ckpt_dir or str(Path(cfg.train.out) / "checkpoints")
 
@@ -357,7 +332,7 @@ def _train(cfg: TrainConfig, resume: str | None, client: Any, progress: bool, d:
             res.summary = {**_summarise(log_path, log_from), **res.summary}
             if cfg.train.plot and status == "succeeded":
                 try:
-                    _plot(log_path, out / "loss.png")
+                    plot(read_log(log_path), out / "loss.png", f"mmlake train {out.name}")
                 except ImportError:
                     pass
             if run_id is not None:
@@ -417,21 +392,4 @@ class _Evaluator:
 
 
 def _summarise(log_path: Path, offset: int = 0) -> dict[str, Any]:
-    with log_path.open() as f:
-        f.seek(offset)
-        rows = [json.loads(x) for x in f.read().splitlines() if x.strip()]
-    if not rows:
-        return {}
-    tail = rows[len(rows) // 5:] or rows  # skip warm-up/compilation steps
-    med = lambda k: float(np.median([r[k] for r in tail if k in r])) if any(k in r for r in tail) else None  # noqa: E731
-    loads = [ld for r in tail for ld in r.get("expert_load", [])]
-    balance = None
-    if loads:
-        arr = np.asarray(loads, dtype=np.float64)
-        balance = float(np.median(arr.max(1) / np.maximum(1e-9, arr.mean(1))))
-    return {"steps_logged": len(rows), "first_loss": rows[0]["loss"], "last_loss": rows[-1]["loss"],
-            "median_step_s": med("step_s"), "median_tokens_per_s": med("tokens_per_s"),
-            "median_data_wait_share": med("data_wait_share"), "mean_data_wait_share":
-            float(np.mean([r["data_wait_s"] for r in tail]) / np.mean([r["step_s"] for r in tail])),
-            "median_mfu": med("mfu"), "peak_mem_gb": max((r.get("mem_gb", 0.0) for r in rows), default=None),
-            "expert_max_over_mean": balance}
+    return summarise(read_log(log_path, offset))
