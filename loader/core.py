@@ -1,13 +1,13 @@
 """``LoaderConfig``, ``SourceSpec`` and ``build_loader``: the resumable training loader.
 
-Data flow for rank ``r`` of ``R``: the planner (``loader.plan``) walks the global stream and
-keeps the elements ``i % R == r``; worker ``w`` of ``W`` reads, decodes, augments and
-tokenizes every ``W``-th of those (``loader.render``); the main process receives them in the
-rank's order (PyTorch's DataLoader hands out work round-robin and returns it in order), packs
-them best-fit into rows (``loader.packing``) and yields batches. The state covers what the
-trainer has *received*: the rank's next element (a planner snapshot: position, mixer credits,
-per-source cursors), how many it consumed, and the ids in the packer -- nothing that depends
-on ``W`` or on what the workers prefetched.
+Data flow for rank ``r`` of ``R``: the plan (``loader.plan``) lists the rank's own elements
+-- its lanes, turn by turn, O(1) per element, in the main process only -- and hands them in
+chunks to the workers (PyTorch's DataLoader gives chunks out round-robin and returns them in
+order); a worker reads, decodes, augments and tokenizes them (``loader.render``); the main
+process packs them best-fit into rows (``loader.packing``) and yields batches. The state covers
+what the trainer has *received*: each owned lane's next position, the rest of the rank's
+prefix, and the ids in the packer -- nothing that depends on ``W`` or on what the workers
+prefetched, and nothing that grows with steps or resizes.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from datalake.store import StoreError
 from loader.augment import resolve_policy
 from loader.mixing import Schedule
 from loader.packing import BestFitPacker, collate_rows
-from loader.plan import Planner, Snapshot, StreamDef, merge_states, schedule_to_json
+from loader.plan import RankPlan, Stream, decode_cursors, encode_cursors, lanes_of, merge_states
 from loader.render import Processed, SampleProcessor, SkipSample
-from loader.source import ShardCache, Source
+from loader.source import IndexCache, ShardCache, Source
 from loader.tokenizer import load_tokenizer
 
 __all__ = ["SourceSpec", "LoaderConfig", "Loader", "build_loader", "STATE_FORMAT"]
@@ -78,6 +78,12 @@ class LoaderConfig:
     prefetch: int = 2
     #: consecutive elements a worker prepares and sends as one message
     worker_chunk: int = 8
+    #: canonical lanes of the stream (fixed at the first run: the largest world size it can
+    #: resume on; set it for elastic runs, e.g. 4096). None: the first run's world size
+    lanes: int | None = None
+    #: positions a rank takes from one lane before the next; the schedule's resolution is about
+    #: lanes x turn global positions
+    turn: int = 64
     #: worker start method: None (the platform's default), "fork", "spawn" or "forkserver"
     mp_context: str | None = None
     registry: str | None = None
@@ -146,6 +152,8 @@ class _Work:
         except (StoreError, OSError) as exc:
             raise RuntimeError(f"loader: cannot read {src.ref} shard {src.manifest.shards[j].path} sample #{i}: "
                                f"{exc}") from exc
+        except ShardError as exc:  # the sample's tar headers are broken: skip it like a bad record
+            return _Result(sid, skip=f"corrupt sample: {exc}", where=src.where(j), key=f"#{i}")
         res = _Result(sid, where=loc.where, key=loc.key)
         try:
             sample = decode_members(loc.members, loc.key, loc.where)
@@ -165,43 +173,29 @@ class _Work:
         return res
 
 
-def _rank_items(stream: StreamDef, rank: int, world: int, at: Snapshot, pending: Sequence[tuple[int, int]]
-                ) -> Iterator[tuple[tuple[int, int], Snapshot | None]]:
-    """The rank's elements from a state: the packer's pending ids, then the planner's items.
-    Each comes with the snapshot of the *following* planner element (None for pending ones)."""
+def _rank_items(stream: Stream, cursors: dict[int, int], prefix: Sequence[tuple[int, int]],
+                pending: Sequence[tuple[int, int]]) -> Iterator[tuple[tuple[int, int], int | None, int]]:
+    """The rank's elements from a state: the packer's pending ids (lane -1), then the plan's
+    items (prefix items with lane ``None``, lane items with the lane's next position)."""
     for sid in pending:
-        yield sid, None
-    it = iter(Planner(stream, rank, world, at))
-    _, cur = next(it)
-    for snap, nxt in it:
-        yield cur, snap
-        cur = nxt
+        yield (int(sid[0]), int(sid[1])), -1, 0
+    yield from RankPlan(stream, cursors, prefix)
 
 
-class _WorkerStream:
-    """An IterableDataset: worker ``w`` of ``W`` processes the blocks of ``chunk`` consecutive
-    elements numbered ``w, w + W, ...`` and sends each block as one message (fewer, larger
-    messages than one per sample: the main process's share of the work stays small)."""
+class _Chunks:
+    """The sampler of the worker DataLoader: the rank's items in chunks of ``chunk``, planned
+    here in the main process once (workers only do the per-sample work)."""
 
-    def __init__(self, work: _Work, stream: StreamDef, rank: int, world: int, at: Snapshot,
-                 pending: list[tuple[int, int]], chunk: int = 1) -> None:
-        self.work, self.stream, self.rank, self.world, self.at, self.pending = work, stream, rank, world, at, pending
-        self.chunk = max(1, int(chunk))
+    def __init__(self, items: Iterator[tuple[tuple[int, int], int | None, int]], chunk: int) -> None:
+        self.items, self.chunk = items, max(1, int(chunk))
 
-    def __iter__(self) -> Iterator[list[_Result]]:
-        import torch.utils.data as tud
-
-        info = tud.get_worker_info()
-        w, n = (info.id, info.num_workers) if info is not None else (0, 1)
-        k = self.chunk
-        items = _rank_items(self.stream, self.rank, self.world, self.at, self.pending)
-        chunk: list[_Result] = []
-        for j, (sid, _) in enumerate(items):
-            if (j // k) % n == w:  # worker w takes blocks w, w + n, ... of k consecutive elements
-                chunk.append(self.work(sid))
-                if len(chunk) == k:
-                    yield chunk
-                    chunk = []
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        block: list[tuple[int, int]] = []
+        for sid, _, _ in self.items:
+            block.append(sid)
+            if len(block) == self.chunk:
+                yield block
+                block = []
 
 
 class Loader:
@@ -212,7 +206,7 @@ class Loader:
         self.tokenizer = load_tokenizer(cfg.tokenizer)
         self.sources = [Source.open(i, s.dataset, registry=cfg.registry, max_synthetic=s.max_synthetic)
                         for i, s in enumerate(cfg.sources)]
-        self.schedule = schedule_to_json(self._compensated(cfg.weights_schedule()))
+        self.schedule = self._compensated(cfg.weights_schedule())
         self.processor = SampleProcessor(self.tokenizer, seed=cfg.seed, policy=cfg.augment, seq_len=cfg.seq_len,
                                          max_pixels=cfg.max_pixels, coords=cfg.coords, overlong=cfg.overlong)
         cache = None
@@ -222,11 +216,18 @@ class Loader:
 
             root = cfg.cache_dir or str(Path(load_settings().home) / "cache" / "shards")
             cache = ShardCache(root, cfg.cache_bytes)
-        rate = None if cfg.requests_per_s is None else cfg.requests_per_s / max(1, cfg.num_workers)
+        from mmlake.settings import load_settings
+
+        node_dir = Path(cfg.cache_dir) if cfg.cache_dir not in (None, "off") else Path(load_settings().home) / "cache"
+        index_cache = IndexCache(None if cfg.cache_dir == "off" else node_dir / "index")
+        # one request budget for the node: every rank and worker using this node directory shares it
+        rate_file = str(node_dir / "requests.bucket") if cfg.requests_per_s is not None else None
         for s in self.sources:
-            s.configure(cache, rate, cfg.mem_cache_bytes)
-        self.stream = StreamDef(self.schedule)
-        self._next = Snapshot(0)
+            s.configure(cache, cfg.requests_per_s, cfg.mem_cache_bytes, index_cache, rate_file)
+        blocks = [max(1, round(s.n / max(1, len(s.sizes)))) for s in self.sources]  # mean shard size
+        self.stream = Stream.fresh(self.schedule, blocks, lanes=cfg.lanes or cfg.world_size, turn=cfg.turn)
+        self._cursors = {lane: 0 for lane in lanes_of(cfg.rank, cfg.world_size, self.stream.lanes)}
+        self._prefix: list[tuple[int, int]] = []
         self._consumed = 0
         self._pending: list[tuple[int, int]] = []
         self.step = 0
@@ -275,10 +276,10 @@ class Loader:
         """What the trainer has received so far; small and JSON-serialisable."""
         self.flush_step_log()
         return {
-            "format": STATE_FORMAT, "version": 1, "fingerprint": self.fingerprint(),
+            "format": STATE_FORMAT, "version": 2, "fingerprint": self.fingerprint(),
             "rank": self.cfg.rank, "world_size": self.cfg.world_size,
-            "stream": self.stream.to_json(), "consumed": self._consumed, "next": self._next.to_json(),
-            "pending": [list(p) for p in self._pending], "step": self.step,
+            "stream": self.stream.to_json(), "consumed": self._consumed, "cursors": encode_cursors(self._cursors),
+            "prefix": [list(p) for p in self._prefix], "pending": [list(p) for p in self._pending], "step": self.step,
             "counts": {**self.counts, "skipped": dict(self.counts["skipped"])},
         }
 
@@ -291,14 +292,21 @@ class Loader:
         for s in states:
             self._check(s)
         old_world = int(states[0]["world_size"])
-        same_weights = all(s["stream"]["schedule"] == self.schedule for s in states)
+        old = Stream.from_json(states[0]["stream"])
+        if self.cfg.lanes is not None and self.cfg.lanes != old.lanes:
+            raise ValueError(f"the state's stream has {old.lanes} lanes, the config asks for {self.cfg.lanes}: lanes "
+                             f"are fixed at the first run (leave `lanes` unset to take the state's)")
+        if old.turn != self.cfg.turn:
+            raise ValueError(f"the state's stream takes turns of {old.turn} positions, the config {self.cfg.turn}")
+        same_weights = old.schedule == self.schedule
         if old_world == self.cfg.world_size and same_weights:
             mine = [s for s in states if int(s["rank"]) == self.cfg.rank]
             if not mine:
                 raise ValueError(f"no state for rank {self.cfg.rank} among ranks {[s['rank'] for s in states]}")
             s = mine[0]
-            self.stream = StreamDef.from_json(s["stream"])
-            self._next = Snapshot.from_json(s["next"])
+            self.stream = old
+            self._cursors = decode_cursors(s["cursors"])
+            self._prefix = [(int(a), int(b)) for a, b in s["prefix"]]
             self._consumed = int(s["consumed"])
             self._pending = [(int(a), int(b)) for a, b in s["pending"]]
             self.step = int(s["step"])
@@ -307,8 +315,12 @@ class Loader:
         if len(states) == 1 and old_world > 1:
             raise ValueError(f"the state is rank {states[0]['rank']} of {old_world}; to change the world size "
                              f"(or the weights with several ranks) pass the list of all {old_world} ranks' states")
-        self.stream = merge_states(states, schedule=self.schedule)
-        self._next, self._consumed, self._pending = Snapshot(0), 0, []
+        stream, cursors, prefix = merge_states(states, schedule=self.schedule)
+        mine = lanes_of(self.cfg.rank, self.cfg.world_size, stream.lanes)
+        self.stream = stream
+        self._cursors = {lane: cursors[lane] for lane in mine}
+        self._prefix = prefix[self.cfg.rank::self.cfg.world_size]
+        self._consumed, self._pending = 0, []
         self.step = max(int(s["step"]) for s in states)
 
     def _restore_counts(self, counts: dict[str, Any]) -> None:
@@ -317,8 +329,9 @@ class Loader:
     def _check(self, s: dict[str, Any]) -> None:
         if not isinstance(s, dict) or s.get("format") != STATE_FORMAT:
             raise ValueError("not an mmlake loader state (expected the dict returned by Loader.state_dict())")
-        if s.get("version") != 1:
-            raise ValueError(f"loader state version {s.get('version')} is not supported (expected 1)")
+        if s.get("version") != 2:
+            raise ValueError(f"loader state version {s.get('version')} is not supported (expected 2: states "
+                             f"of version 1 planned the stream element by element and cannot be continued)")
         mine, theirs = self.fingerprint(), s["fingerprint"]
         diffs = [f"{k}: state has {theirs.get(k)!r}, config has {mine[k]!r}" for k in mine if theirs.get(k) != mine[k]]
         if diffs:
@@ -328,19 +341,18 @@ class Loader:
     # -- iteration --------------------------------------------------------------------------------
     def _results(self, work: _Work) -> Iterator[_Result]:
         cfg = self.cfg
-        chunk = cfg.worker_chunk if cfg.num_workers > 0 else 1
-        ws = _WorkerStream(work, self.stream, cfg.rank, cfg.world_size, self._next, list(self._pending), chunk)
+        items = _rank_items(self.stream, self._cursors, self._prefix, list(self._pending))
         if cfg.num_workers == 0:
-            for block in ws:
-                yield from block
+            for sid, _, _ in items:
+                yield work(sid)
             return
         import torch.utils.data as tud
 
-        from loader._torchds import WorkerDataset
+        from loader._torchds import WorkDataset
 
-        dl = tud.DataLoader(WorkerDataset(ws), batch_size=None, num_workers=cfg.num_workers,
-                            prefetch_factor=cfg.prefetch, collate_fn=_identity, persistent_workers=False,
-                            multiprocessing_context=cfg.mp_context)
+        dl = tud.DataLoader(WorkDataset(work), batch_sampler=_Chunks(items, cfg.worker_chunk),
+                            num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch, collate_fn=_identity,
+                            persistent_workers=False, multiprocessing_context=cfg.mp_context)
         for block in dl:
             yield from block
 
@@ -348,11 +360,12 @@ class Loader:
         cfg = self.cfg
         work = _Work(self.sources, self.processor, cfg.seed)
         results = self._results(work)
-        plan = _rank_items(self.stream, cfg.rank, cfg.world_size, self._next, list(self._pending))
-        n_pending = len(self._pending)
+        plan = _rank_items(self.stream, self._cursors, self._prefix, list(self._pending))
+        cursors, prefix0 = dict(self._cursors), list(self._prefix)
+        prefix_left = len(prefix0)
         packer: BestFitPacker[Processed] = BestFitPacker(cfg.seq_len, cfg.pack_buffer)
         sids: dict[int, tuple[int, int]] = {}  # id(item) -> sid
-        consumed, nxt = self._consumed, self._next
+        consumed = self._consumed
         failures = 0
         src_skips: dict[int, int] = {}  # consecutive skips per source
         received = 0
@@ -363,16 +376,17 @@ class Loader:
                 rows = []
                 while len(rows) < cfg.batch_size:
                     while not packer.full:
-                        sid, after = next(plan)
+                        sid, lane, after = next(plan)
                         res = next(results)
                         if res.sid != tuple(sid):
                             raise RuntimeError(f"loader: worker returned {res.sid} where {sid} was due "
                                                f"(internal ordering error)")
-                        if n_pending > 0:
-                            n_pending -= 1
-                        else:
+                        if lane is None:
+                            prefix_left -= 1
                             consumed += 1
-                            nxt = after if after is not None else nxt
+                        elif lane >= 0:
+                            cursors[lane] = after
+                            consumed += 1
                         self._worker_counters[((received // chunk) % workers, res.sid[0])] = res.counters
                         received += 1
                         if res.item is None:
@@ -406,7 +420,8 @@ class Loader:
                 batch = collate_rows(rows, cfg.seq_len, [[it.key for it in row] for row in rows],
                                      [[sids[id(it)] for it in row] for row in rows], pad_id=self.tokenizer.pad)
                 # the trainer receives this batch: commit the state to it
-                self._consumed, self._next = consumed, nxt
+                self._consumed, self._cursors = consumed, dict(cursors)
+                self._prefix = prefix0[len(prefix0) - prefix_left:]
                 self._pending = [sids[id(it)] for it in packer.buffer]
                 for row in rows:
                     for it in row:

@@ -3,15 +3,20 @@
 Storage path, per worker process:
 
 - the manifest is read once (in the main process) and travels to the workers;
-- shard indexes are cached in memory (one GET per shard per worker, ever);
+- shard indexes are compact (``datalake.shards.COMPACT_DTYPE``: 16 bytes a sample -- offset,
+  length, packing hint), derived from the JSON index once per node, kept on the node's disk
+  (content-addressed by the index's sha256) and memory-mapped by every worker: the OS shares
+  one copy per node, and no per-sample Python objects exist (keys and member offsets are read
+  from the tar headers inside the sample's byte range);
 - remote shards are read **whole** into a node-local disk cache (content-addressed by the
   shard's sha256, verified on download, shared by every worker of the node through a lock
   file, evicted least-recently-used above ``cache_bytes``): the epoch order reads a shard's
   samples together, so one GET serves a whole block of samples; without a disk cache, each
   sample is one ranged GET;
 - local shards are read with ranged reads (the OS page cache is the cache);
-- requests to the object store go through the store's token bucket (``requests_per_s`` for
-  the node, split evenly over its workers) with retries and backoff on 503/429/5xx.
+- requests to the object store go through one token bucket for the whole node
+  (``requests_per_s``; a locked file in the node's cache directory shared by every rank and
+  worker of the node) with retries and backoff on 503/429/5xx.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from datalake.shards import ShardIndex, ShardInfo
+from datalake.shards import COMPACT_DTYPE, ShardIndex, ShardInfo, compact_index, split_members
 from datalake.store import LocalStore, Store, open_store, s3_options_from_env
 from datalake.version import DatasetVersion, Manifest
-from loader.order import epoch_order
+from loader.order import SourceOrder
 
-__all__ = ["ShardCache", "Source", "resolve_manifest_uri"]
+__all__ = ["ShardCache", "IndexCache", "Source", "resolve_manifest_uri"]
 
 
 class ShardCache:
@@ -88,6 +93,33 @@ class ShardCache:
                 pass
 
 
+class IndexCache:
+    """Compact shard indexes on the node's disk, memory-mapped (``root=None``: in memory only)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None) -> None:
+        self.root = Path(root) if root is not None else None
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.derived = 0
+
+    def get(self, store: Store, info: ShardInfo, where: str) -> np.ndarray:
+        if self.root is None:
+            self.derived += 1
+            return compact_index(ShardIndex.from_bytes(store.read(info.index), where))
+        path = self.root / f"{info.index_sha256.removeprefix('sha256:')}.npy"
+        if not path.exists():
+            self.derived += 1
+            arr = compact_index(ShardIndex.from_bytes(store.read(info.index), where))
+            tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+            with open(tmp, "wb") as f:
+                np.save(f, arr)
+            os.replace(tmp, path)  # several workers may derive it at once: same bytes, last wins
+        arr = np.load(path, mmap_mode="r")
+        if arr.dtype != COMPACT_DTYPE or len(arr) != info.samples:
+            raise OSError(f"{where}: cached index {path} does not match the manifest (delete it to rebuild)")
+        return arr
+
+
 def resolve_manifest_uri(ref: str, registry: str | None = None) -> str:
     """A manifest URI for ``ref``: a ``file://``/``s3://`` URI or path as is, else a registry
     reference resolved for reading (deprecated warns, archived/deleted raise)."""
@@ -129,12 +161,15 @@ class Source:
             self.keep_synthetic = max_synthetic * (1 - frac) / (frac * (1 - max_synthetic)) if frac < 1 else 0.0
         self._store: Store | None = None
         self._pid = -1
-        self._indexes: dict[int, ShardIndex] = {}
+        self._indexes: dict[int, np.ndarray] = {}
         self.cache: ShardCache | None = None
+        self.index_cache = IndexCache(None)
         self.rate: float | None = None
+        self.rate_file: str | None = None
         self.mem_limit = 0
         self._mem: OrderedDict[int, bytes] = OrderedDict()  # whole shards held in memory, LRU
         self.mem_hits = self.mem_misses = 0
+        self._order: SourceOrder | None = None
 
     @classmethod
     def open(cls, index: int, ref: str, *, registry: str | None = None, max_synthetic: float | None = None) -> Source:
@@ -144,18 +179,21 @@ class Source:
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        d["_store"], d["_pid"], d["_indexes"], d["_mem"] = None, -1, {}, OrderedDict()
+        d["_store"], d["_pid"], d["_indexes"], d["_mem"], d["_order"] = None, -1, {}, OrderedDict(), None
         return d
 
-    def configure(self, cache: ShardCache | None, rate: float | None, mem_cache_bytes: int = 0) -> None:
-        self.cache, self.rate, self.mem_limit = cache, rate, int(mem_cache_bytes)
+    def configure(self, cache: ShardCache | None, rate: float | None, mem_cache_bytes: int = 0,
+                  index_cache: IndexCache | None = None, rate_file: str | None = None) -> None:
+        self.cache, self.rate, self.mem_limit, self.rate_file = cache, rate, int(mem_cache_bytes), rate_file
+        self.index_cache = index_cache or IndexCache(None)
         self._store = None
 
     @property
     def store(self) -> Store:
         if self._store is None or self._pid != os.getpid():
             base = self.uri.rpartition("/versions/")[0]
-            opts = s3_options_from_env(rate_limit=self.rate) if base.startswith("s3://") else None
+            opts = (s3_options_from_env(rate_limit=self.rate, rate_file=self.rate_file if self.rate else None)
+                    if base.startswith("s3://") else None)
             self._store, self._pid, self._indexes = open_store(base, options=opts), os.getpid(), {}
         return self._store
 
@@ -165,8 +203,9 @@ class Source:
 
     def draw(self, seed: int, k: int) -> tuple[int, int]:
         """Draw ``k`` of this source -> (epoch, global sample index)."""
-        epoch, pos = divmod(int(k), self.n)
-        return epoch, int(epoch_order(seed, epoch, self.digest, self.sizes)[pos])
+        if self._order is None or self._order.seed != seed:
+            self._order = SourceOrder(seed, self.digest, self.sizes)
+        return self._order.draw(k)
 
     def locate(self, i: int) -> tuple[int, int]:
         j = int(np.searchsorted(self.starts, i, side="right")) - 1
@@ -175,30 +214,31 @@ class Source:
     def where(self, j: int) -> str:
         return f"{self.ref} shard {self.manifest.shards[j].path}"
 
-    def _index(self, j: int) -> ShardIndex:
+    def _index(self, j: int) -> np.ndarray:
         if j not in self._indexes:
-            info = self.manifest.shards[j]
-            self._indexes[j] = ShardIndex.from_bytes(self.store.read(info.index), self.where(j))
+            self._indexes[j] = self.index_cache.get(self.store, self.manifest.shards[j], self.where(j))
         return self._indexes[j]
 
     def read(self, i: int) -> _Located:
         """Sample ``i`` as raw members (one ranged read, or a slice of the cached shard)."""
         j, pos = self.locate(i)
         store = self.store
-        entry = self._index(j).entries[pos]
+        row = self._index(j)[pos]
+        offset, length = int(row["offset"]), int(row["length"])
         info = self.manifest.shards[j]
         where = self.where(j)
         if self.cache is not None and self.remote:
             with open(self.cache.get(store, info, where), "rb") as f:
-                f.seek(entry.offset)
-                blob = f.read(entry.length)
+                f.seek(offset)
+                blob = f.read(length)
         elif self.remote and 0 < info.bytes <= self.mem_limit // 2:
-            blob = self._mem_shard(j, info)[entry.offset: entry.offset + entry.length]
+            blob = self._mem_shard(j, info)[offset: offset + length]
         else:
-            blob = store.read_range(info.path, entry.offset, entry.length)
-        if len(blob) != entry.length:
-            raise OSError(f"{where}: sample {entry.key!r} short read ({len(blob)} of {entry.length} bytes)")
-        return _Located(entry.key, {k: blob[o: o + n] for k, (o, n) in entry.members.items()}, where)
+            blob = store.read_range(info.path, offset, length)
+        if len(blob) != length:
+            raise OSError(f"{where}: sample #{pos} short read ({len(blob)} of {length} bytes)")
+        key, members = split_members(blob, f"{where} sample #{pos}")
+        return _Located(key, members, where)
 
     def _mem_shard(self, j: int, info: ShardInfo) -> bytes:
         """Shard ``j`` whole, from the in-memory LRU (no disk cache: one GET per shard, not per sample)."""

@@ -15,6 +15,7 @@ start, one pad per merged patch, end), ``<|pad|>`` (row padding, its own id: pad
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,6 @@ __all__ = ["SPECIAL_TOKENS", "TextTokenizer", "default_tokenizer", "load_tokeniz
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|media_start|>", "<|media_pad|>", "<|media_end|>",
                   "<|pad|>")
-DEFAULT_VOCAB = 8192
 
 
 class TextTokenizer:
@@ -62,25 +62,81 @@ class TextTokenizer:
         self.__init__(state["json"], state["name"])  # type: ignore[misc]
 
 
-def _corpus() -> list[str]:
-    import pydoc_data.topics as topics
+#: GPT-2's byte-level BPE ranks (tiktoken's ``r50k_base``, as the ``openai-whisper`` package
+#: ships them in ``whisper/assets/gpt2.tiktoken``) and the sha256 tiktoken publishes for them
+R50K_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+DEFAULT_FILE = Path(__file__).with_name("data") / "r50k-mmlake.tokenizer.json.gz"
+#: sha256 of the committed tokenizer.json (decompressed): the default is the same on every machine
+DEFAULT_SHA256 = "f8eb003ce33654c054c25143eb0b928e5beb891389eec0a8c9f9d88268676054"
 
-    text = "\n".join(topics.topics[k] for k in sorted(topics.topics))
-    return [text[i: i + 10_000] for i in range(0, len(text), 10_000)]
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map of bytes to printable characters (what byte-level BPE vocabularies use)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
+        list(range(ord("\xae"), ord("\xff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
-@lru_cache(maxsize=4)
-def default_tokenizer(vocab_size: int = DEFAULT_VOCAB) -> TextTokenizer:
-    """The default byte-level BPE, trained offline (deterministic, ~0.2 s)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_from_tiktoken(ranks_file: bytes) -> str:
+    """A ``tokenizers`` JSON from tiktoken BPE ranks (``base64 rank`` lines), with our special
+    tokens after the ranks: the merges are recovered by replaying BPE on each token with the
+    ranks below its own (what tiktoken's ``educational`` module and HF's converter do)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    tok = Tokenizer(models.BPE())
+    if hashlib.sha256(ranks_file).hexdigest() != R50K_SHA256:
+        raise ValueError("the BPE ranks file is not tiktoken's published r50k_base (sha256 differs)")
+    ranks = {base64.b64decode(tok): int(r) for tok, r in (line.split() for line in ranks_file.decode().splitlines()
+                                                         if line)}
+    enc = _bytes_to_unicode()
+
+    def split(token: bytes, max_rank: int) -> list[bytes]:
+        parts = [bytes([b]) for b in token]
+        while True:
+            best = None
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < max_rank and (best is None or r < best[0]):
+                    best = (r, i)
+            if best is None:
+                return parts
+            i = best[1]
+            parts = parts[:i] + [parts[i] + parts[i + 1]] + parts[i + 2:]
+
+    def show(b: bytes) -> str:
+        return "".join(enc[x] for x in b)
+
+    vocab = {show(t): r for t, r in ranks.items()}
+    merges = []
+    for t, r in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(t) > 1:
+            a, b = split(t, r)
+            merges.append((show(a), show(b)))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_corpus(), trainer)
-    return TextTokenizer(tok.to_str(), f"mmlake-default-bpe-{vocab_size}")
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok.to_str()
+
+
+@lru_cache(maxsize=1)
+def default_tokenizer() -> TextTokenizer:
+    """GPT-2's pretrained byte-level BPE (50,257 tokens) + the loader's special tokens, from the
+    file committed with the package (sha256-checked: identical on every machine)."""
+    import gzip
+
+    js = gzip.decompress(DEFAULT_FILE.read_bytes()).decode("utf-8")
+    digest = hashlib.sha256(js.encode()).hexdigest()
+    if digest != DEFAULT_SHA256:
+        raise ValueError(f"{DEFAULT_FILE} has sha256 {digest}, expected {DEFAULT_SHA256}: the packaged default "
+                         f"tokenizer was changed; reinstall mmlake")
+    return TextTokenizer(js, "gpt2-r50k+mmlake")
 
 
 def load_tokenizer(spec: str | Path | None) -> TextTokenizer:
@@ -96,14 +152,25 @@ def load_tokenizer(spec: str | Path | None) -> TextTokenizer:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m loader.tokenizer",
-                                 description="Build the default byte-level BPE offline and save it as tokenizer.json")
-    ap.add_argument("command", choices=["save"])
-    ap.add_argument("path", help="where to write tokenizer.json")
-    ap.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB)
+                                 description="Save the default tokenizer as tokenizer.json, or rebuild it from "
+                                             "tiktoken's r50k_base ranks (openai-whisper's gpt2.tiktoken)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sv = sub.add_parser("save", help="write the default tokenizer.json")
+    sv.add_argument("path")
+    bd = sub.add_parser("build", help="rebuild the packaged default from the r50k_base ranks file")
+    bd.add_argument("ranks", help="gpt2.tiktoken / r50k_base.tiktoken (sha256 checked)")
+    bd.add_argument("--out", default=str(DEFAULT_FILE))
     args = ap.parse_args(argv)
-    tok = default_tokenizer(args.vocab_size)
-    Path(args.path).write_text(tok.json, encoding="utf-8")
-    print(f"wrote {args.path}: vocab {tok.vocab_size}, sha256 {tok.digest[:12]}")
+    if args.command == "save":
+        tok = default_tokenizer()
+        Path(args.path).write_text(tok.json, encoding="utf-8")
+        print(f"wrote {args.path}: vocab {tok.vocab_size}, sha256 {tok.digest[:12]}")
+    else:
+        import gzip
+
+        js = build_from_tiktoken(Path(args.ranks).read_bytes())
+        Path(args.out).write_bytes(gzip.compress(js.encode("utf-8"), mtime=0))
+        print(f"wrote {args.out}: sha256 of the json {hashlib.sha256(js.encode()).hexdigest()}")
 
 
 if __name__ == "__main__":

@@ -704,13 +704,13 @@ def loader_peek_cmd(ctx: click.Context, sources: tuple[str, ...], seq_len: int, 
 
 @loader_group.command("tokenizer")
 @click.argument("path")
-@click.option("--vocab-size", type=int, default=8192, show_default=True)
-def loader_tokenizer_cmd(path: str, vocab_size: int) -> None:
-    """Build the default byte-level BPE offline and save it to PATH (a tokenizer.json to pin
-    in LoaderConfig(tokenizer=PATH) so every machine uses the same vocabulary)."""
+def loader_tokenizer_cmd(path: str) -> None:
+    """Save the default tokenizer (GPT-2's pretrained byte-level BPE, tiktoken r50k_base, with
+    the loader's special tokens; packaged and sha256-checked) to PATH as a tokenizer.json --
+    a starting point for your own (LoaderConfig(tokenizer=PATH))."""
     from loader.tokenizer import main as tok_main
 
-    tok_main(["save", path, "--vocab-size", str(vocab_size)])
+    tok_main(["save", path])
 
 
 @main.command("train")

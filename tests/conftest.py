@@ -80,6 +80,7 @@ class FaultProxy:
         self.upstream = upstream.split("://", 1)[1]
         self.fail_first, self.fail_every, self.status = fail_first, fail_every, status
         self.seen = self.failed = 0
+        self.times: list[float] = []  # time.monotonic() of each request
         self.lock = threading.Lock()
         proxy = self
 
@@ -94,6 +95,7 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 with proxy.lock:
                     proxy.seen += 1
+                    proxy.times.append(time.monotonic())
                     n = proxy.seen
                     fail = n <= proxy.fail_first or (proxy.fail_every and n % proxy.fail_every == 0)
                     if fail:

@@ -37,7 +37,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
 class ModelConfig:
     """The Kimi-VL shape: native-resolution ViT -> 2x2 pixel shuffle -> MLP projector -> MoE decoder."""
 
-    vocab_size: int = 8192
+    vocab_size: int = 50304
     # vision tower
     vit_dim: int = 64
     vit_layers: int = 2

@@ -14,11 +14,11 @@ from urllib.parse import unquote, urlparse
 
 from datalake.store.base import ObjectNotFound, Store, StoreError, StoreStats, clean_path
 from datalake.store.local import LocalStore
-from datalake.store.ratelimit import TokenBucket
+from datalake.store.ratelimit import NodeTokenBucket, TokenBucket
 from datalake.store.s3 import S3Options, S3Store
 
 __all__ = ["Store", "StoreStats", "StoreError", "ObjectNotFound", "LocalStore", "S3Store", "S3Options",
-           "TokenBucket", "open_store", "split_uri", "clean_path", "s3_options_from_env"]
+           "TokenBucket", "NodeTokenBucket", "open_store", "split_uri", "clean_path", "s3_options_from_env"]
 
 
 def s3_options_from_env(**overrides: object) -> S3Options:

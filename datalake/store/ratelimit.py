@@ -1,16 +1,21 @@
 """A token bucket: at most ``rate`` requests per second on average, bursts up to ``burst``.
 
 Object stores throttle (S3 answers 503 SlowDown past a few thousand requests/s per prefix);
-a client that stays under the limit never pays for the retries. The bucket is thread-safe and
-blocks the caller until a token is free.
+a client that stays under the limit never pays for the retries. ``TokenBucket`` is one
+process's (thread-safe); ``NodeTokenBucket`` is shared by every process of a node through a
+locked file. Both block the caller until a token is free.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import struct
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["TokenBucket"]
+__all__ = ["TokenBucket", "NodeTokenBucket"]
 
 
 class TokenBucket:
@@ -37,5 +42,47 @@ class TokenBucket:
                     self._tokens -= tokens
                     return waited
                 need = (tokens - self._tokens) / self.rate
+            time.sleep(need)
+            waited += need
+
+
+class NodeTokenBucket:
+    """One token bucket for every process of a node: its state (tokens, time) lives in a small
+    file on the node's disk, updated under an exclusive ``flock``, so all ranks and loader
+    workers of the node share one budget of ``rate`` requests/s. Time is ``CLOCK_MONOTONIC``,
+    which every process of a machine reads alike."""
+
+    def __init__(self, path: str | os.PathLike[str], rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate limit must be > 0 requests/s, got {rate}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rate = float(rate)
+        self.burst = float(burst if burst is not None else max(1.0, rate))
+        if self.burst < 1:
+            raise ValueError(f"burst must be >= 1, got {burst}")
+
+    def acquire(self, tokens: float = 1.0) -> float:
+        """Take ``tokens`` from the node's budget; sleep until they are available."""
+        waited = 0.0
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                raw = os.pread(fd, 16, 0)
+                now = time.monotonic()
+                have, last = struct.unpack("<dd", raw) if len(raw) == 16 else (self.burst, now)
+                if last > now:  # a file from before a reboot
+                    have, last = self.burst, now
+                have = min(self.burst, have + (now - last) * self.rate)
+                ok = have >= tokens
+                if ok:
+                    have -= tokens
+                os.pwrite(fd, struct.pack("<dd", have, now), 0)
+            finally:
+                os.close(fd)  # releases the lock
+            if ok:
+                return waited
+            need = (tokens - have) / self.rate
             time.sleep(need)
             waited += need

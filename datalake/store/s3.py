@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
 
 from datalake.store.base import ObjectNotFound, StoreError, StoreStats, clean_path
-from datalake.store.ratelimit import TokenBucket
+from datalake.store.ratelimit import NodeTokenBucket, TokenBucket
 
 __all__ = ["S3Store", "S3Options"]
 
@@ -41,7 +41,8 @@ class S3Options:
     """Tuning for an ``S3Store``; defaults suit AWS S3 and MinIO."""
 
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None,
-                 rate_limit: float | None = None, burst: float | None = None, max_retries: int = 8,
+                 rate_limit: float | None = None, burst: float | None = None, rate_file: str | None = None,
+                 max_retries: int = 8,
                  base_delay: float = 0.05, max_delay: float = 5.0, multipart_threshold: int = 64 * _MiB,
                  part_size: int = 16 * _MiB, upload_threads: int = 4, read_chunk: int = 8 * _MiB,
                  connect_timeout: float = 5.0, read_timeout: float = 60.0) -> None:
@@ -51,6 +52,8 @@ class S3Options:
             raise ValueError("max_retries must be >= 0")
         self.endpoint_url, self.region = endpoint_url, region
         self.rate_limit, self.burst, self.max_retries = rate_limit, burst, max_retries
+        #: where the rate limit's bucket lives: None, this process; a path, every process using it
+        self.rate_file = rate_file
         self.base_delay, self.max_delay = base_delay, max_delay
         self.multipart_threshold, self.part_size = multipart_threshold, part_size
         self.upload_threads, self.read_chunk = upload_threads, read_chunk
@@ -63,7 +66,10 @@ class _Shared:
     def __init__(self, opts: S3Options, client: Any | None, stats: StoreStats | None) -> None:
         self.opts = opts
         self.stats = stats or StoreStats()
-        self.limiter = TokenBucket(opts.rate_limit, opts.burst) if opts.rate_limit else None
+        self.limiter: TokenBucket | NodeTokenBucket | None = None
+        if opts.rate_limit:
+            self.limiter = (NodeTokenBucket(opts.rate_file, opts.rate_limit, opts.burst) if opts.rate_file
+                            else TokenBucket(opts.rate_limit, opts.burst))
         self.jitter = random.Random()  # timing only; never touches data order
         self.lock = threading.Lock()
         if client is None:

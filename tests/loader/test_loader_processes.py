@@ -170,6 +170,53 @@ def test_s3_source_through_throttling_proxy_with_rate_limit(versions: dict[str, 
     assert m["store_requests"] <= 2 * shards + 2 < m["samples"] and m["cache_hit_rate"] > 0.8
 
 
+NODE_RANK = r"""
+import sys
+sys.path.insert(0, {root!r})
+from loader import LoaderConfig, SourceSpec, build_loader
+rank = int(sys.argv[1])
+ld = build_loader(LoaderConfig([SourceSpec({uri!r})], seq_len=256, batch_size=2, pack_buffer=16, num_workers=2,
+                               rank=rank, world_size=2, cache_dir="off", mem_cache_bytes=0, augment=None,
+                               requests_per_s={rate}))
+for step, _ in enumerate(ld):
+    if step + 1 >= {steps}:
+        break
+"""
+
+
+def test_node_request_budget_is_shared_by_ranks_in_separate_processes(versions: dict[str, str], s3_endpoint: str,
+                                                                     tmp_path: Path) -> None:
+    """Two ranks of one node, each its own process with 2 workers, reading every sample with
+    its own ranged GET: together they stay under the node's 8 requests/s (measured at the S3
+    server's proxy) -- one shared budget, not 8 per rank or per worker."""
+    from datalake.store import S3Options, S3Store
+    from datalake.version import DatasetVersion
+
+    local = DatasetVersion.open(versions["small"])
+    bucket = f"node-{os.getpid()}-{time.monotonic_ns()}"
+    s3 = S3Store(bucket, "lake/datasets/small", S3Options(endpoint_url=s3_endpoint))
+    s3.create_bucket()
+    root = Path(local.uri.removeprefix("file://")).parents[1]
+    for f in sorted(root.rglob("*")):
+        if f.is_file():
+            s3.put(str(f.relative_to(root)), f.read_bytes())
+    uri = f"s3://{bucket}/lake/datasets/small/versions/{local.uri.rsplit('/', 1)[1]}"
+    rate = 8.0
+    script = tmp_path / "node_rank.py"
+    script.write_text(NODE_RANK.format(root=str(ROOT), uri=uri, rate=rate, steps=6))
+    with FaultProxy(s3_endpoint) as proxy:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "MMLAKE_S3_ENDPOINT": proxy.url,
+               "MMLAKE_HOME": str(tmp_path / "node")}
+        procs = [subprocess.Popen([sys.executable, str(script), str(r)], env=env) for r in range(2)]
+        assert [p.wait(timeout=240) for p in procs] == [0, 0]
+        times = sorted(proxy.times)
+    assert (tmp_path / "node" / "cache" / "requests.bucket").exists()
+    assert len(times) >= 40  # enough requests that the budget, not the work, sets the pace
+    span = times[-1] - times[0]
+    burst = rate  # the bucket starts full: one second's worth
+    assert (len(times) - burst - 1) / span <= rate * 1.15, (len(times), span)
+
+
 def test_registry_references_warn_when_deprecated_and_refuse_when_deleted(versions: dict[str, str],
                                                                          tmp_path: Path) -> None:
     from registry.service import Registry

@@ -12,7 +12,7 @@ from datalake.version import Lake, write_version
 from synth.shapes import shape_samples
 
 TINY: dict[str, Any] = {
-    "model": {"vocab_size": 8192, "vit_dim": 32, "vit_layers": 1, "vit_heads": 2, "pos_grid": 8, "dim": 48,
+    "model": {"vocab_size": 50304, "vit_dim": 32, "vit_layers": 1, "vit_heads": 2, "pos_grid": 8, "dim": 48,
               "layers": 2, "heads": 4, "dense_layers": 1, "ffn_dim": 96, "experts": 4, "top_k": 2,
               "shared_experts": 1, "expert_dim": 32, "attention": "sdpa"},
     "data": {"seq_len": 256, "batch_size": 2, "num_workers": 0, "augment": None, "max_pixels": 112 * 112,
