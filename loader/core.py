@@ -94,6 +94,9 @@ class LoaderConfig:
     #: per-worker in-memory LRU of whole remote shards, used when the disk cache is off
     mem_cache_bytes: int = 512 << 20
     requests_per_s: float | None = None
+    #: remote sources with a disk cache: fetch the shards of the rank's next ``readahead``
+    #: elements into the cache in a background thread while the current ones are consumed (0: off)
+    readahead: int = 2048
     max_consecutive_failures: int = 16
     step_log: str | None = None
     metrics_port: int | None = None
@@ -182,6 +185,52 @@ def _rank_items(stream: Stream, cursors: dict[int, int], prefix: Sequence[tuple[
     yield from RankPlan(stream, cursors, prefix)
 
 
+class _ReadAhead:
+    """Fetches the shards of the rank's coming elements into the node's disk cache, in plan
+    order and at most ``window`` elements ahead of what the trainer consumed, so that workers
+    find the next shard on local disk when they get to it (one thread, in the main process;
+    a failure here is left for the worker that reads the sample to report)."""
+
+    def __init__(self, sources: list[Source], seed: int, items: Iterator[tuple[tuple[int, int], int | None, int]],
+                 window: int) -> None:
+        import threading
+
+        from loader.order import SourceOrder
+
+        self.sources, self.items, self.window = sources, items, int(window)
+        self.orders = [SourceOrder(seed, s.digest, s.sizes) for s in sources]  # not shared with the workers
+        self.consumed = 0
+        self.fetched: list[tuple[int, int]] = []  # (source, shard) in the order fetched
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mmlake-readahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        done: set[tuple[int, int]] = set()
+        for n, ((s, k), _, _) in enumerate(self.items):
+            while n - self.consumed > self.window:
+                if self._stop.wait(0.02):
+                    return
+            if self._stop.is_set():
+                return
+            src = self.sources[s]
+            j, _ = src.locate(self.orders[s].draw(k)[1])
+            if (s, j) in done:
+                continue
+            done.add((s, j))
+            if len(done) > 4096:
+                done.clear()
+            try:
+                src.cache.get(src.store, src.manifest.shards[j], src.where(j))  # type: ignore[union-attr]
+                self.fetched.append((s, j))
+            except Exception:  # noqa: BLE001 -- the reading worker reports it, with dataset, shard and key
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class _Chunks:
     """The sampler of the worker DataLoader: the rank's items in chunks of ``chunk``, planned
     here in the main process once (workers only do the per-sample work)."""
@@ -231,6 +280,7 @@ class Loader:
         self._consumed = 0
         self._pending: list[tuple[int, int]] = []
         self.step = 0
+        self.readahead: _ReadAhead | None = None
         self.counts: dict[str, Any] = {"samples": 0, "tokens": 0, "loss_tokens": 0, "slots": 0, "truncated": 0,
                                        "skipped": Counter(), "by_source": [0] * len(self.sources),
                                        "synthetic": [0] * len(self.sources)}
@@ -361,6 +411,11 @@ class Loader:
         work = _Work(self.sources, self.processor, cfg.seed)
         results = self._results(work)
         plan = _rank_items(self.stream, self._cursors, self._prefix, list(self._pending))
+        ahead = None
+        if cfg.readahead > 0 and any(s.cache is not None and s.remote for s in self.sources):
+            ahead = _ReadAhead(self.sources, cfg.seed, _rank_items(self.stream, self._cursors, self._prefix,
+                                                                    list(self._pending)), cfg.readahead)
+        self.readahead = ahead
         cursors, prefix0 = dict(self._cursors), list(self._prefix)
         prefix_left = len(prefix0)
         packer: BestFitPacker[Processed] = BestFitPacker(cfg.seq_len, cfg.pack_buffer)
@@ -378,6 +433,8 @@ class Loader:
                     while not packer.full:
                         sid, lane, after = next(plan)
                         res = next(results)
+                        if ahead is not None:
+                            ahead.consumed += 1
                         if res.sid != tuple(sid):
                             raise RuntimeError(f"loader: worker returned {res.sid} where {sid} was due "
                                                f"(internal ordering error)")
@@ -443,6 +500,8 @@ class Loader:
                 self._maybe_progress()
                 yield batch
         finally:
+            if ahead is not None:
+                ahead.close()
             close = getattr(results, "close", None)
             if close is not None:
                 close()

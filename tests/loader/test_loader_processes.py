@@ -170,6 +170,53 @@ def test_s3_source_through_throttling_proxy_with_rate_limit(versions: dict[str, 
     assert m["store_requests"] <= 2 * shards + 2 < m["samples"] and m["cache_hit_rate"] > 0.8
 
 
+def test_readahead_puts_the_next_shards_in_the_disk_cache(versions: dict[str, str], s3_endpoint: str,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the first batch is consumed, the shards of the elements after it are already being
+    fetched whole into the node's cache, in plan order; with readahead=0 only what was read is there."""
+    from datalake.store import S3Options, S3Store
+    from datalake.version import DatasetVersion
+    from loader.order import SourceOrder
+    from loader.plan import RankPlan, Stream, decode_cursors
+
+    local = DatasetVersion.open(versions["shapes"])
+    bucket = f"ahead-{os.getpid()}-{time.monotonic_ns()}"
+    s3 = S3Store(bucket, "lake/datasets/shapes", S3Options(endpoint_url=s3_endpoint))
+    s3.create_bucket()
+    root = Path(local.uri.removeprefix("file://")).parents[1]
+    for f in sorted(root.rglob("*")):
+        if f.is_file():
+            s3.put(str(f.relative_to(root)), f.read_bytes())
+    uri = f"s3://{bucket}/lake/datasets/shapes/versions/{local.uri.rsplit('/', 1)[1]}"
+    monkeypatch.setenv("MMLAKE_S3_ENDPOINT", s3_endpoint)
+    shards = {s.sha256: j for j, s in enumerate(local.manifest.shards)}
+    cached = {}
+    for ahead in (0, 400):
+        cache = tmp_path / f"cache{ahead}"
+        ld = build_loader(LoaderConfig([SourceSpec(uri)], seq_len=256, batch_size=1, pack_buffer=4, num_workers=0,
+                                       cache_dir=str(cache), readahead=ahead, augment=None))
+        it = iter(ld)
+        next(it)
+        state = ld.state_dict()
+        coming = RankPlan(Stream.from_json(state["stream"]), decode_cursors(state["cursors"]))
+        order = SourceOrder(0, ld.sources[0].digest, ld.sources[0].sizes)
+        want = []
+        for (_, k), _, _ in (x for _, x in zip(range(300), coming, strict=False)):
+            j = ld.sources[0].locate(order.draw(k)[1])[0]
+            if j not in want:
+                want.append(j)
+        deadline = time.monotonic() + 20
+        while ahead and time.monotonic() < deadline and not set(want) <= {
+                shards[p.stem] for p in cache.glob("*.tar")}:
+            time.sleep(0.1)
+        cached[ahead] = {shards[p.stem] for p in cache.glob("*.tar")}
+        it.close()
+        if ahead:
+            assert set(want) <= cached[ahead]  # the coming elements' shards are on local disk already
+            assert ld.readahead is not None and ld.readahead.fetched[0][1] in want  # in plan order
+    assert len(cached[0]) < len(cached[400])  # without read-ahead only the shards read so far
+
+
 NODE_RANK = r"""
 import sys
 sys.path.insert(0, {root!r})
