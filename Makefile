@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 # handwriting), Tesseract (OCR), poppler-utils (pdftotext: the reference for PDF text tests) and two
 # Debian manuals in PDF (bash-doc, libtasn1-doc: real documents for the reading-order tests), real icons
 # (adwaita-icon-theme: transparent symbolic icons and look-alike icons for the filter and dedupe tests)
-# and real Chinese text (debian-refcard: its zh_CN card, for the CJK text rules)
+# real Chinese text (debian-refcard: its zh_CN card, for the CJK text rules) and a real HTML manual
+# (sqlite3-doc: the GUI collector's documentation pages)
 SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fonts-liberation2 fonts-wqy-microhei \
 	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr \
-	poppler-utils bash-doc libtasn1-doc adwaita-icon-theme debian-refcard
+	poppler-utils bash-doc libtasn1-doc adwaita-icon-theme debian-refcard sqlite3-doc
 EXTRAS ?= test
 
 .PHONY: setup system demo test lint bench bench-loader clean

@@ -7,8 +7,9 @@ geometry tied to a media item in **pixel coordinates of the original media** (``
 where it came from (``source``) and quality signals (``meta``).
 
 Text never holds coordinates: it refers to geometry by placeholder (``{box:3}``, ``{point:0}``,
-``{polygon:1}``, the index into ``annotations``), rendered to numbers at tokenization time,
-after augmentation has moved the geometry. Validation rejects a placeholder pointing nowhere.
+``{polygon:1}``, the index into ``annotations``; ``{action:2}`` for a GUI action at a point, see
+:mod:`datalake.actions`), rendered to numbers at tokenization time, after augmentation has moved
+the geometry. Validation rejects a placeholder pointing nowhere.
 
 Every ``Sample`` is validated when constructed, so an invalid one cannot exist; the errors
 name the sample key and the field path, e.g.
@@ -59,7 +60,7 @@ GEOMETRY_FIELD: dict[str, str | None] = {"box": "xyxy", "point": "xy", "polygon"
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,199}$")
 MEDIA_NAME_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)*$")
-PLACEHOLDER_RE = re.compile(r"\{(box|point|polygon):(\d+)\}")
+PLACEHOLDER_RE = re.compile(r"\{(box|point|polygon|action):(\d+)\}")
 
 
 class SampleError(ValueError):
@@ -419,11 +420,18 @@ def _check_sample(s: Sample) -> None:
             kind, idx = m.group(1), int(m.group(2))
             if idx >= len(s.annotations):
                 raise fail(path, f"placeholder {m.group(0)} points nowhere ({len(s.annotations)} annotations)")
-            if s.annotations[idx].type != kind:
-                raise fail(path, f"placeholder {m.group(0)} points to a {s.annotations[idx].type}, not a {kind}")
+            a = s.annotations[idx]
+            if kind == "action":
+                if a.action is None or a.type != "point":
+                    raise fail(path, f"placeholder {m.group(0)} points to a {a.type} without an action")
+            elif a.type != kind:
+                raise fail(path, f"placeholder {m.group(0)} points to a {a.type}, not a {kind}")
 
+    platform = s.meta.get("platform") if s.kind == "agent" and isinstance(s.meta, Mapping) else None
     for i, a in enumerate(s.annotations):
         _check_annotation(a, s.media, f"annotations[{i}]", fail)
+        if a.action is not None:
+            _check_action(a, s.annotations, platform, f"annotations[{i}]", fail)
     check_parts(s.content, "content")
     for i, msg in enumerate(s.messages):
         if msg.role not in ROLES:
@@ -491,6 +499,30 @@ def _check_annotation(a: Annotation, media: tuple[Media, ...], path: str, fail: 
         raise fail(f"{path}.t1", f"t1={a.t1} is before t0={a.t0}")
     if a.type == "segment" and (a.t0 is None or a.t1 is None):
         raise fail(path, "a segment annotation needs t0 and t1")
+
+
+def _check_action(a: Annotation, anns: tuple[Annotation, ...], platform: Any, path: str, fail: Any) -> None:
+    from datalake.actions import PLATFORMS, POINTED, TWO_POINT, check_action
+
+    if not isinstance(a.action, str):
+        raise fail(f"{path}.action", f"must be a string, got {a.action!r}")
+    attrs = a.attrs or {}
+    args = attrs.get("args")
+    if args is not None and not isinstance(args, Mapping):
+        raise fail(f"{path}.attrs.args", f"must be an object, got {type(args).__name__}")
+    why = check_action(a.action, args, platform if platform in PLATFORMS else None)
+    if why:
+        raise fail(f"{path}.action", why)
+    if a.action not in POINTED or a.type != "point":
+        raise fail(f"{path}.action", f"{a.action!r} is not an action at a point: a point annotation carries "
+                                     f"one of {sorted(POINTED)}; write the others in text")
+    to = attrs.get("to")
+    if (to is not None) != (a.action in TWO_POINT):
+        raise fail(f"{path}.attrs.to", f"{a.action} {'needs' if a.action in TWO_POINT else 'takes no'} an end point "
+                                       "(attrs.to: the index of a point annotation)")
+    if to is not None and (isinstance(to, bool) or not isinstance(to, int) or not 0 <= to < len(anns)
+                           or anns[to].type != "point" or anns[to].media != a.media):
+        raise fail(f"{path}.attrs.to", f"{to!r} is not a point annotation on media {a.media}")
 
 
 def drop_media(sample: Sample, drop: set[int]) -> Sample:

@@ -50,7 +50,7 @@ def main() -> None:
     names = ["text", "handwriting", "text-cjk", "html-table", "chart", "geometry"]
     tiles = []
     for i, name in enumerate(names):
-        tiles.append(tile(next(GENERATORS[name].make(3, [i + 10], True))))
+        tiles.append(tile(next(GENERATORS[name].make(3, [i + 10], True, {}))))
     cols = 3
     sheet = Image.new("RGB", (cols * TILE[0] + (cols + 1) * 8, 2 * TILE[1] + 24), (235, 238, 243))
     for k, t in enumerate(tiles):

@@ -65,19 +65,28 @@ class Processed:
         return int(self.ids.shape[0])
 
 
-def _fmt_xy(x: float, y: float, w: int, h: int, coords: str) -> str:
+def _coord(x: float, y: float, w: int, h: int, coords: str) -> tuple[int, int]:
     if coords == "pixels":
-        return f"({round(x)},{round(y)})"
-    return f"({min(1000, max(0, round(x / w * 1000)))},{min(1000, max(0, round(y / h * 1000)))})"
+        return round(x), round(y)
+    return min(1000, max(0, round(x / w * 1000))), min(1000, max(0, round(y / h * 1000)))
+
+
+def _fmt_xy(x: float, y: float, w: int, h: int, coords: str) -> str:
+    cx, cy = _coord(x, y, w, h, coords)
+    return f"({cx},{cy})"
 
 
 def render_placeholders(text: str, anns: list[dict[str, Any] | None], sizes: dict[int, tuple[int, int]],
                         coords: str = "norm1000") -> str:
-    """Replace ``{box:i}`` & co by the coordinates of (augmented) annotation ``i``."""
+    """Replace ``{box:i}`` & co by the coordinates of (augmented) annotation ``i``; ``{action:i}``
+    by the action in the one syntax of :mod:`datalake.actions` (``click(x=512, y=300)``). An
+    action whose point left the image cannot be rendered: the sample is skipped, counted."""
 
     def sub(m: Any) -> str:
         idx = int(m.group(2))
         a = anns[idx] if idx < len(anns) else None
+        if m.group(1) == "action":
+            return _action(a, idx)
         if a is None:
             return "(out of view)"
         w, h = sizes.get(a["media"], (1, 1))
@@ -87,6 +96,17 @@ def render_placeholders(text: str, anns: list[dict[str, Any] | None], sizes: dic
         if a["type"] == "point":
             return _fmt_xy(*a["xy"], w, h, coords)
         return ",".join(_fmt_xy(x, y, w, h, coords) for x, y in a["points"])
+
+    def _action(a: dict[str, Any] | None, idx: int) -> str:
+        from datalake.actions import format_action
+
+        attrs = (a or {}).get("attrs") or {}
+        end = anns[attrs["to"]] if a is not None and isinstance(attrs.get("to"), int) else None
+        if a is None or ("to" in attrs and end is None):
+            raise SkipSample("action out of view", f"annotation {idx}'s point left the augmented image")
+        w, h = sizes.get(a["media"], (1, 1))
+        pts = [_coord(*a["xy"], w, h, coords)] + ([_coord(*end["xy"], w, h, coords)] if end is not None else [])
+        return format_action(a["action"], [(str(x), str(y)) for x, y in pts], attrs.get("args"))
 
     return PLACEHOLDER_RE.sub(sub, text)
 

@@ -306,21 +306,30 @@ def schema_cmd(write: bool) -> None:
 @click.option("--list", "list_", is_flag=True, help="List the generators and whether each can run here.")
 @click.option("--verify-evidence", is_flag=True,
               help="OCR each chart/table/figure and drop (counted) samples whose answer is not legible in it.")
+@click.option("--pages", type=click.Path(exists=True, file_okay=False), default=None,
+              help="gui-*: a folder of HTML pages (served on 127.0.0.1) instead of generated pages.")
+@click.option("--url", "urls", multiple=True, help="gui-grounding/gui-icons: an address of a running web app "
+              "(repeatable); only these are opened.")
+@click.option("--platform", "platforms", multiple=True, type=click.Choice(["desktop", "mobile", "web"]),
+              help="gui-*: platforms to collect for (repeatable; default all three).")
 @lake_option
 @json_option
 @click.pass_context
 @_user_errors
 def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | None, count: int, seed: int,
-              start: int, clean: bool, shard_samples: int, list_: bool, verify_evidence: bool, lake: str | None,
-              as_json: bool) -> None:
+              start: int, clean: bool, shard_samples: int, list_: bool, verify_evidence: bool, pages: str | None,
+              urls: tuple[str, ...], platforms: tuple[str, ...], lake: str | None, as_json: bool) -> None:
     """Generate synthetic OCR / knowledge data with exact ground truth as a registered version.
 
     \b
     GENERATORS: text, text-cjk, handwriting (rendered pages, line/word polygons),
-    geometry, chart, table, html-table (questions answered from the generating data).
+    geometry, chart, table, html-table (questions answered from the generating data),
+    gui-grounding, gui-icons, gui-trajectories (GUI agent data collected in Chromium, every
+    click target verified by clicking it; -n counts pages or tasks).
     Generators that cannot run here (no such font, no Chromium) are skipped with the reason.
     \b
     mmlake synth text handwriting chart --dataset synth-mix -n 1000 --seed 7
+    mmlake synth gui-grounding gui-trajectories --dataset gui-docs --pages /usr/share/doc/sqlite3 -n 50
     """
     from synth.run import GENERATORS, run_synth
 
@@ -336,7 +345,9 @@ def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | No
     try:
         res = run_synth(settings.registry_client(), settings.open_lake(), generators, dataset, count, seed,
                         start=start, augment=not clean, shard_samples=shard_samples,
-                        progress=None if not as_json else False, verify_evidence=verify_evidence)
+                        progress=None if not as_json else False, verify_evidence=verify_evidence,
+                        options={k: v for k, v in {"pages": pages, "urls": list(urls),
+                                                    "platforms": list(platforms)}.items() if v})
     except LookupError as exc:
         raise UserError(str(exc)) from None
     out = res.to_json()
@@ -344,7 +355,14 @@ def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | No
         click.echo(f"{res.samples} samples -> {out['output']} (run {out['run']}): "
                    + ", ".join(f"{k} {v}" for k, v in res.per_generator.items())),
         [click.echo(f"skipped {k}: {v}") for k, v in res.skipped.items()],
-        [click.echo(f"dropped {v} sample(s): {k}") for k, v in res.rejected.items()]))
+        [click.echo(f"dropped {v} sample(s): {k}") for k, v in res.rejected.items()],
+        click.echo("gui: " + _gui_summary(res.stats)) if res.stats else None))
+
+
+def _gui_summary(stats: dict[str, int]) -> str:
+    from synth.gui import summary
+
+    return summary(stats)
 
 
 @main.group("documents")
@@ -788,12 +806,12 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/6] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/7] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/6] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/7] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
@@ -804,13 +822,13 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
 
     spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
     summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
-    click.echo(f"[3/6] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+    click.echo(f"[3/7] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
                f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
                f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[4/6] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/7] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
     from loader import LoaderConfig, SourceSpec, build_loader
@@ -826,7 +844,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     again.load_state_dict(state)
     resumed = [_batch_sig(b) for _, b in zip(range(2), again, strict=False)]
     m = ld.metrics()
-    click.echo(f"[5/6] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
+    click.echo(f"[5/7] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
                f"{', '.join(f'{k.split(chr(64))[0]} {v:.2f}' for k, v in m['mixture'].items())}; state "
                f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
                f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
@@ -844,10 +862,29 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     pages = list(lake.open_version(ocr_set.to_json()["output"].split("@")[0]))
     errs = [cer(stage.map(p).meta["ocr"]["0.jpg"]["text"], p.content[-1].text) for p in pages]
     skipped = {**ocr_set.skipped, **know.skipped}
-    click.echo(f"[6/6] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
+    click.echo(f"[6/7] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
                f"{ocr_set.to_json()['output']}, {know.samples} knowledge QA ({', '.join(know.per_generator)}) -> "
                f"{know.to_json()['output']}; rapidocr on the clean pages: CER {100 * sum(errs) / len(errs):.2f}% "
                f"against the exact ground truth" + (f"; skipped {skipped}" if skipped else ""))
+    from pathlib import Path as _P
+
+    from synth.gui import summary as gui_summary
+
+    gui = run_synth(client, lake, ["gui-grounding", "gui-icons", "gui-trajectories"], "gui-generated", 6, seed=0,
+                    progress=False)
+    docs = _P("/usr/share/doc/sqlite3")
+    gdocs = (run_synth(client, lake, ["gui-grounding", "gui-trajectories"], "gui-docs", 4, seed=0, progress=False,
+                       options={"pages": str(docs), "platforms": ["desktop"]}) if docs.is_dir() else None)
+    for name, res in (("generated pages", gui), ("sqlite3-doc pages", gdocs)):
+        if res is None:
+            click.echo(f"[7/7] GUI agent data on {name}: skipped ({docs} missing: apt-get install sqlite3-doc)")
+            continue
+        st = res.stats
+        hit, missed = st.get("targets", 0), st.get("elements.rejected.click_missed", 0)
+        click.echo(f"[7/7] GUI agent data on {name}: {res.samples} samples -> {res.to_json()['output']}; click "
+                   f"verification {100 * hit / max(1, hit + missed):.1f}% ({hit} of {hit + missed} clicks hit their "
+                   f"element); {gui_summary(st)}")
+        problems = problems + ([] if hit and res.samples else [f"GUI data on {name}"])
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:

@@ -14,7 +14,7 @@ run, the run fails with the reasons.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,9 @@ class Generator:
     name: str
     kind: str
     help: str
-    #: samples for these indices (a batch, so one browser or font cache serves many)
-    make: Callable[[int, list[int], bool], Iterator[Sample]]
+    #: samples for these indices (a batch, so one browser or font cache serves many), given
+    #: (seed, indices, augment, options); may also yield ``Count`` statistics
+    make: Callable[[int, list[int], bool, Mapping[str, Any]], Iterator[Any]]
     #: why it cannot run here, or None
     unavailable: Callable[[], str | None] = lambda: None
 
@@ -39,7 +40,7 @@ class Generator:
 def _text(script: str) -> Generator:
     from synth import text
 
-    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+    def make(seed: int, idx: list[int], augment: bool, options: Mapping[str, Any]) -> Iterator[Sample]:
         for i in idx:
             yield text.text_sample(seed, i, script=script, augment=augment)
 
@@ -53,7 +54,7 @@ def _text(script: str) -> Generator:
 
 
 def _knowledge(name: str) -> Generator:
-    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+    def make(seed: int, idx: list[int], augment: bool, options: Mapping[str, Any]) -> Iterator[Sample]:
         from synth.knowledge import GENERATORS as KNOWLEDGE
 
         for i in idx:
@@ -76,16 +77,47 @@ def _knowledge(name: str) -> Generator:
 def _html_table() -> Generator:
     from synth import web
 
-    def make(seed: int, idx: list[int], augment: bool) -> Iterator[Sample]:
+    def make(seed: int, idx: list[int], augment: bool, options: Mapping[str, Any]) -> Iterator[Sample]:
         yield from web.html_table_samples(idx, seed)
 
     return Generator("html-table", "knowledge", "HTML/CSS tables rendered by headless Chromium, exact cell boxes",
                      make, web.unavailable_reason)
 
 
+def _gui(name: str) -> Generator:
+    """GUI agent data collected in Chromium (``options``: ``pages`` folder, ``urls``, ``platforms``;
+    generated pages when neither is given)."""
+
+    def make(seed: int, idx: list[int], augment: bool, options: Mapping[str, Any]) -> Iterator[Any]:
+        import tempfile
+        from pathlib import Path
+
+        from synth.gui import collect, trajectories
+
+        src = collect.PageSource(folder=Path(options["pages"]) if options.get("pages") else None,
+                                 urls=list(options.get("urls") or []),
+                                 platforms=tuple(options.get("platforms") or ("desktop", "mobile", "web")))
+        fn = {"gui-grounding": collect.grounding, "gui-icons": collect.icons,
+              "gui-trajectories": trajectories.trajectories}[name]
+        with tempfile.TemporaryDirectory(prefix="mmlake-gui-") as tmp:
+            yield from fn(src, seed, idx, tmp=Path(tmp))
+
+    def why() -> str | None:
+        from synth.gui.browser import unavailable_reason
+        from synth.gui.pages import unavailable_reason as icons_missing
+
+        return unavailable_reason() or icons_missing()
+
+    helps = {"gui-grounding": "GUI screens (desktop/mobile/web) with verified click points and boxes, several "
+                              "referring styles",
+             "gui-icons": "icon-only controls: crops and in-context boxes with their labels",
+             "gui-trajectories": "multi-step tasks executed in Chromium, thoughts and actions, success checked"}
+    return Generator(name, "agent", helps[name], make, why)
+
+
 GENERATORS: dict[str, Generator] = {g.name: g for g in (
     _text("latin"), _text("cjk"), _text("handwriting"), _knowledge("geometry"), _knowledge("chart"),
-    _knowledge("table"), _html_table())}
+    _knowledge("table"), _html_table(), _gui("gui-grounding"), _gui("gui-icons"), _gui("gui-trajectories"))}
 
 
 @dataclass
@@ -96,12 +128,15 @@ class SynthResult:
     #: samples generated but dropped, by reason (``evidence_not_visible``: OCR of the figure did
     #: not find what the answer rests on)
     rejected: dict[str, int] = field(default_factory=dict)
+    #: statistics the generators report (GUI: screens per platform, targets, elements rejected by
+    #: reason, trajectories attempted / failed by reason)
+    stats: dict[str, int] = field(default_factory=dict)
     version: Any = None
     run: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {"samples": self.samples, "per_generator": self.per_generator, "skipped": self.skipped,
-                "rejected": self.rejected,
+                "rejected": self.rejected, "stats": self.stats,
                 "output": self.run.outputs[0] if self.run is not None and self.run.outputs else
                 (self.version.ref if self.version is not None else None),
                 "run": self.run.id if self.run is not None else None}
@@ -128,17 +163,21 @@ def plan(names: Iterable[str], n: int, start: int = 0) -> tuple[dict[str, list[i
 
 
 def generate(names: Iterable[str], n: int, seed: int = 0, *, start: int = 0, augment: bool = True,
-             result: SynthResult | None = None) -> Iterator[Sample]:
+             result: SynthResult | None = None, options: Mapping[str, Any] | None = None) -> Iterator[Sample]:
     """The samples, generator by generator; skipped generators are noted in ``result``."""
-    return _generate(*plan(names, n, start), seed, augment, result)
+    return _generate(*plan(names, n, start), seed, augment, result, options or {})
 
 
 def _generate(batches: dict[str, list[int]], skipped: dict[str, str], seed: int, augment: bool,
-              result: SynthResult | None) -> Iterator[Sample]:
+              result: SynthResult | None, options: Mapping[str, Any]) -> Iterator[Sample]:
     if result is not None:
         result.skipped.update(skipped)
     for name, idx in batches.items():
-        for s in GENERATORS[name].make(seed, idx, augment):
+        for s in GENERATORS[name].make(seed, idx, augment, options):
+            if not isinstance(s, Sample):  # a statistic (synth.gui.collect.Count)
+                if result is not None:
+                    result.stats[s.name] = result.stats.get(s.name, 0) + s.n
+                continue
             if result is not None:
                 result.samples += 1
                 result.per_generator[name] = result.per_generator.get(name, 0) + 1
@@ -166,7 +205,8 @@ def evidence_visible(sample: Sample, engine: Any) -> tuple[bool, list[str]]:
 
 def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int, seed: int = 0, *,
               start: int = 0, augment: bool = True, shard_samples: int = 1000,
-              progress: bool | None = None, verify_evidence: bool = False) -> SynthResult:
+              progress: bool | None = None, verify_evidence: bool = False,
+              options: Mapping[str, Any] | None = None) -> SynthResult:
     """Generate, write and register one version of ``dataset`` as a recorded ``synth`` run.
     ``verify_evidence``: OCR every figure that carries ``meta.truth.evidence`` (charts, tables,
     geometry) and drop, counted, the samples whose answer rests on something not legible."""
@@ -175,14 +215,14 @@ def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int
     names = list(dict.fromkeys(names))
     batches, skipped = plan(names, n, start)  # unknown names, "nothing can run": fail before a run is recorded
     params = {"generators": names, "n": n, "seed": seed, "start": start, "augment": augment,
-              "verify_evidence": verify_evidence}
+              "verify_evidence": verify_evidence, **({"options": dict(options)} if options else {})}
     run = client.start_run("synth", f"synth {dataset}", spec={"type": "synth", "dataset": dataset, **params},
                            parameters=params)
     result = SynthResult()
     try:
         created = {"by": "mmlake synth", "run_id": run.id, **params}
         with lake.writer(dataset, shard_samples=shard_samples, created=created) as w:
-            for s in tqdm(_generate(batches, skipped, seed, augment, result), total=n,
+            for s in tqdm(_generate(batches, skipped, seed, augment, result, options or {}), total=n,
                           unit="sample", desc=f"synth {dataset}", disable=None if progress is None else not progress):
                 if verify_evidence and "evidence" in (s.meta.get("truth") or {}):
                     ok, _missing = evidence_visible(s, _ocr_engine())
@@ -196,6 +236,7 @@ def run_synth(client: Any, lake: Any, names: Iterable[str], dataset: str, n: int
         client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     counts = {"inputs": n, "kept": result.samples, "generated": dict(result.per_generator),
-              "skipped_generators": dict(result.skipped), "rejected": dict(result.rejected)}
+              "skipped_generators": dict(result.skipped), "rejected": dict(result.rejected),
+              **({"stats": dict(result.stats)} if result.stats else {})}
     result.run = client.finish_run(run.id, "succeeded", counts=counts, outputs=[result.version])
     return result

@@ -108,6 +108,9 @@ def generate_schema() -> dict[str, Any]:
          "then": {"required": [geo]} if geo else {"required": ["t0", "t1"]}}
         for t, geo in GEOMETRY_FIELD.items()
     ]
+    from datalake.actions import ACTIONS
+
+    defs["Annotation"]["properties"]["action"] = {"enum": list(ACTIONS)}
     root = _object_schema(Sample)
     root["properties"] = {"schema": {"const": SCHEMA_VERSION}, **root["properties"]}
     return {
@@ -116,7 +119,7 @@ def generate_schema() -> dict[str, Any]:
         "title": "mmlake Sample record",
         "description": "One training example: the <key>.json member of a shard. Geometry is in pixel "
                        "coordinates of the original media; text refers to it by {box:i}/{point:i}/"
-                       "{polygon:i} placeholders.",
+                       "{polygon:i}/{action:i} placeholders.",
         **root,
         "$defs": defs,
     }

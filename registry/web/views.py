@@ -6,17 +6,17 @@ pieces only, so a caption or label holding ``<script>`` renders as text.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from markupsafe import Markup, escape
 
+from datalake.sample import PLACEHOLDER_RE
 from registry.types import LineageGraph
 
 __all__ = ["sample_view", "lineage_svg", "highlight_placeholders"]
 
-_PH = re.compile(r"\{(box|point|polygon):(\d+)\}")
+_PH = PLACEHOLDER_RE  # {box:i}, {point:i}, {polygon:i}, {action:i}
 
 
 def highlight_placeholders(text: str, annotations: list[dict[str, Any]]) -> Markup:
