@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth.gui.browser import DEVICES, Browser, SiteServer, verify_clicks  # noqa: E402
-from synth.gui.collect import Count, PageSource, grounding  # noqa: E402
+from synth.gui.collect import PageSource, grounding, split_counts  # noqa: E402
 from synth.gui.pages import site  # noqa: E402
 from synth.gui.trajectories import trajectories  # noqa: E402
 
@@ -38,16 +38,6 @@ NAIVE_JS = r"""
     el.setAttribute('data-mm-id', String(id)); out.push([id++, (r.left + r.right) / 2, (r.top + r.bottom) / 2]); });
   return out; }
 """
-
-
-def _run(gen: Any) -> tuple[list[Any], Counter[str]]:
-    samples, stats = [], Counter()
-    for x in gen:
-        if isinstance(x, Count):
-            stats[x.name] += x.n
-        else:
-            samples.append(x)
-    return samples, stats
 
 
 def _recheck(br: Browser, samples: list[Any], root_of: Any) -> tuple[int, int, int, int]:
@@ -77,10 +67,10 @@ def _recheck(br: Browser, samples: list[Any], root_of: Any) -> tuple[int, int, i
 def bench(name: str, source: PageSource, pages: int, tasks: int, tmp: Path, root_of: Any) -> dict[str, Any]:
     with Browser() as br:
         t = time.perf_counter()
-        samples, stats = _run(grounding(source, 0, list(range(pages)), tmp=tmp, browser=br))
+        samples, stats = split_counts(grounding(source, 0, list(range(pages)), tmp=tmp, browser=br))
         t_ground = time.perf_counter() - t
         t = time.perf_counter()
-        trajs, tstats = _run(trajectories(source, 0, list(range(tasks)), tmp=tmp, browser=br))
+        trajs, tstats = split_counts(trajectories(source, 0, list(range(tasks)), tmp=tmp, browser=br))
         t_traj = time.perf_counter() - t
         hit, n, naive_hit, naive_n = _recheck(br, samples, root_of)
     steps = tstats.get("trajectory_steps", 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from datalake.sample import Annotation, Media, MediaPart, Message, Sample, Sourc
 from synth.gui.browser import DEVICES, Browser, Device, SiteServer, probe_elements, verify_clicks
 from synth.gui.pages import site
 
-__all__ = ["Count", "Screen", "PageSource", "capture", "grounding_sample", "icon_samples", "collect", "ROLE_WORDS"]
+__all__ = ["Count", "split_counts", "Screen", "PageSource", "capture", "grounding_sample", "icon_samples", "collect", "ROLE_WORDS"]
 
 log = logging.getLogger("mmlake.synth.gui")
 ROLE_WORDS = {"link": "link", "button": "button", "textbox": "text field", "searchbox": "search box",
@@ -43,6 +44,17 @@ class Count:
 
     name: str
     n: int = 1
+
+
+def split_counts(items: Any) -> tuple[list[Sample], Counter[str]]:
+    """A generator's stream as (samples, statistics)."""
+    samples, stats = [], Counter()
+    for x in items:
+        if isinstance(x, Count):
+            stats[x.name] += x.n
+        else:
+            samples.append(x)
+    return samples, stats
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from PIL import Image
 
 from datalake.sample import Annotation, Media, MediaPart, Message, Sample, SampleError, Source, TextPart
 from synth.gui.browser import DEVICES, Browser, SiteServer, probe_elements, verify_clicks
-from synth.gui.collect import Count, PageSource, capture, grounding, icons
+from synth.gui.collect import PageSource, capture, grounding, icons, split_counts
 from synth.gui.pages import site
 from synth.gui.trajectories import plan_task, replay, trajectories
 
@@ -29,16 +28,6 @@ DOCS = Path("/usr/share/doc/sqlite3")
 def browser() -> Any:
     with Browser() as br:
         yield br
-
-
-def _run(gen: Any) -> tuple[list[Sample], Counter[str]]:
-    samples, stats = [], Counter()
-    for x in gen:
-        if isinstance(x, Count):
-            stats[x.name] += x.n
-        else:
-            samples.append(x)
-    return samples, stats
 
 
 OCCLUSION_PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
@@ -104,7 +93,7 @@ def _reverify(browser: Browser, s: Sample, root: Path) -> tuple[int, int]:
 
 
 def test_generated_grounding_every_emitted_click_hits_its_element(browser: Browser, tmp_path: Path) -> None:
-    samples, stats = _run(grounding(PageSource(), 3, list(range(6)), tmp=tmp_path, browser=browser))
+    samples, stats = split_counts(grounding(PageSource(), 3, list(range(6)), tmp=tmp_path, browser=browser))
     assert len(samples) == 6 and {s.meta["platform"] for s in samples} == {"desktop", "mobile", "web"}
     hit = total = 0
     for s in samples:
@@ -122,7 +111,7 @@ def test_generated_grounding_every_emitted_click_hits_its_element(browser: Brows
 def test_docs_grounding_every_emitted_click_hits_its_element(browser: Browser, tmp_path: Path) -> None:
     """Real pages: the SQLite manual (Debian sqlite3-doc, installed by the Makefile)."""
     assert DOCS.is_dir(), "apt-get install sqlite3-doc (make setup installs it)"
-    samples, stats = _run(grounding(PageSource(folder=DOCS), 0, list(range(4)), tmp=tmp_path, browser=browser))
+    samples, stats = split_counts(grounding(PageSource(folder=DOCS), 0, list(range(4)), tmp=tmp_path, browser=browser))
     assert len(samples) == 4
     hit = total = 0
     for s in samples:
@@ -175,7 +164,7 @@ def test_every_generated_task_type_replays_to_its_success_state(browser: Browser
         if platform == "mobile" and "mobile" not in kinds:
             kinds["mobile"] = i
     assert set(kinds) >= {"form", "menu", "click", "search", "scroll", "mobile"}
-    samples, stats = _run(trajectories(PageSource(), 7, sorted(set(kinds.values())), tmp=tmp_path, browser=browser))
+    samples, stats = split_counts(trajectories(PageSource(), 7, sorted(set(kinds.values())), tmp=tmp_path, browser=browser))
     assert stats["trajectories.succeeded"] == len(samples) == len(set(kinds.values())), dict(stats)
     assert {s.meta["trajectory"]["kind"] for s in samples} >= {"form", "menu", "click", "search", "scroll"}
     for s in samples:
@@ -210,7 +199,7 @@ def test_every_generated_task_type_replays_to_its_success_state(browser: Browser
 
 
 def test_docs_link_path_trajectory_replays(browser: Browser, tmp_path: Path) -> None:
-    samples, stats = _run(trajectories(PageSource(folder=DOCS, platforms=("desktop",)), 1, [0, 1], tmp=tmp_path,
+    samples, stats = split_counts(trajectories(PageSource(folder=DOCS, platforms=("desktop",)), 1, [0, 1], tmp=tmp_path,
                                        browser=browser))
     assert samples, dict(stats)
     for s in samples:
@@ -243,7 +232,7 @@ def test_a_failing_page_is_counted_and_the_run_goes_on(browser: Browser, tmp_pat
     (tmp_path / "ok.html").write_text("<!doctype html><title>ok</title><button>Go</button>")
     with SiteServer(tmp_path) as srv:
         bad = "http://127.0.0.1:9/nothing-listens-here.html"
-        samples, stats = _run(grounding(PageSource(urls=[bad, srv.url("/ok.html")], platforms=("desktop",)), 0,
+        samples, stats = split_counts(grounding(PageSource(urls=[bad, srv.url("/ok.html")], platforms=("desktop",)), 0,
                                         [0, 1], tmp=tmp_path, browser=browser))
     assert len(samples) == 1 and sum(v for k, v in stats.items() if k.startswith("pages.failed.")) == 1
 
@@ -251,7 +240,7 @@ def test_a_failing_page_is_counted_and_the_run_goes_on(browser: Browser, tmp_pat
 def test_icons_have_crops_and_in_context_boxes(browser: Browser, tmp_path: Path) -> None:
     from synth.gui.pages import ICONS
 
-    samples, _ = _run(icons(PageSource(platforms=("desktop",)), 2, list(range(5)), tmp=tmp_path, browser=browser))
+    samples, _ = split_counts(icons(PageSource(platforms=("desktop",)), 2, list(range(5)), tmp=tmp_path, browser=browser))
     crops = [s for s in samples if s.meta["task"] == "icon"]
     ctx = [s for s in samples if s.meta["task"] == "icons_in_context"]
     assert len(crops) >= 5 and len(ctx) >= 2
