@@ -46,11 +46,27 @@ class TokenBucket:
             waited += need
 
 
+_THREADS = threading.Lock()
+
+
+def _fresh_lock_in_child() -> None:
+    global _THREADS
+    _THREADS = threading.Lock()  # a fork may copy it held by a thread the child does not have
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 class NodeTokenBucket:
     """One token bucket for every process of a node: its state (tokens, time) lives in a small
-    file on the node's disk, updated under an exclusive ``flock``, so all ranks and loader
-    workers of the node share one budget of ``rate`` requests/s. Time is ``CLOCK_MONOTONIC``,
-    which every process of a machine reads alike."""
+    file on the node's disk, updated under an exclusive POSIX record lock (``lockf``), so all
+    ranks and loader workers of the node share one budget of ``rate`` requests/s. Time is
+    ``CLOCK_MONOTONIC``, which every process of a machine reads alike.
+
+    Not ``flock``: a flock belongs to the open file, so a loader worker forked while another
+    thread (the read-ahead) held it inherited the lock and kept it forever -- every process of
+    the node then waited (seen once in CI). A record lock is not inherited by a fork; threads of
+    one process take turns on a process lock, which a forked child gets fresh."""
 
     def __init__(self, path: str | os.PathLike[str], rate: float, burst: float | None = None) -> None:
         if rate <= 0:
@@ -66,21 +82,22 @@ class NodeTokenBucket:
         """Take ``tokens`` from the node's budget; sleep until they are available."""
         waited = 0.0
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                raw = os.pread(fd, 16, 0)
-                now = time.monotonic()
-                have, last = struct.unpack("<dd", raw) if len(raw) == 16 else (self.burst, now)
-                if last > now:  # a file from before a reboot
-                    have, last = self.burst, now
-                have = min(self.burst, have + (now - last) * self.rate)
-                ok = have >= tokens
-                if ok:
-                    have -= tokens
-                os.pwrite(fd, struct.pack("<dd", have, now), 0)
-            finally:
-                os.close(fd)  # releases the lock
+            with _THREADS:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX)
+                    raw = os.pread(fd, 16, 0)
+                    now = time.monotonic()
+                    have, last = struct.unpack("<dd", raw) if len(raw) == 16 else (self.burst, now)
+                    if last > now:  # a file from before a reboot
+                        have, last = self.burst, now
+                    have = min(self.burst, have + (now - last) * self.rate)
+                    ok = have >= tokens
+                    if ok:
+                        have -= tokens
+                    os.pwrite(fd, struct.pack("<dd", have, now), 0)
+                finally:
+                    os.close(fd)  # releases the lock
             if ok:
                 return waited
             need = (tokens - have) / self.rate

@@ -201,10 +201,13 @@ def test_readahead_puts_the_next_shards_in_the_disk_cache(versions: dict[str, st
             if j not in want:
                 want.append(j)
         deadline = time.monotonic() + 90  # generous: the machine may be busy
-        while ahead and time.monotonic() < deadline and not set(want) <= {
-                shards[p.stem] for p in cache.glob("*.tar")}:
+
+        def done(cache: Path = cache) -> set[int]:  # whole shards only, not a ".tmp-*" file being written
+            return {shards[p.stem] for p in cache.glob("*.tar") if not p.name.startswith(".")}
+
+        while ahead and time.monotonic() < deadline and not set(want) <= done():
             time.sleep(0.1)
-        cached[ahead] = {shards[p.stem] for p in cache.glob("*.tar")}
+        cached[ahead] = done()
         it.close()
         if ahead:
             assert set(want) <= cached[ahead]  # the coming elements' shards are on local disk already
