@@ -39,8 +39,8 @@ __all__ = ["TaskFailed", "Recorder", "trajectories", "replay", "link_graph", "fi
 log = logging.getLogger("mmlake.synth.gui")
 MAX_SCROLLS = 8
 SCROLL_PX = 400  # CSS pixels per scroll step (amount=4 notches of 100 px)
-#: Chromium's touch slop moves one swipe's result by up to ~15 CSS px between runs; replay aligns
-#: the scroll offset to the recorded one after a swipe and fails beyond this
+#: Chromium's touch slop moves one swipe's result by up to ~15 CSS px between runs; a swipe lands
+#: on the offset the finger's travel gives, and a replay fails if it ends this far from the record
 SWIPE_JITTER = 40.0
 #: buttons that close what covers a page (a modal dialog, a cookie notice)
 DISMISS = ("Accept", "Got it")
@@ -185,10 +185,14 @@ def perform(page: Any, device: Device, action: str, point: tuple[float, float] |
         planned = min(max(0.0, before + (xy[1] - end[1] / dpr)), float(top))
         _touch_drag(page, xy, (end[0] / dpr, end[1] / dpr))
         _settle(page)
-        # Chromium's touch slop leaves a few px of run-to-run jitter: land exactly where the finger
-        # went, so the next screenshot (and a replay) is reproducible
-        if abs(page.evaluate("() => scrollY") - planned) <= SWIPE_JITTER:
-            page.evaluate(f"() => window.scrollTo(scrollX, {planned})")
+        # Chromium's touch slop leaves a few px of run-to-run jitter, and on a loaded machine a
+        # touch move can be coalesced or a fling can start: land exactly where the finger went,
+        # so the next screenshot (and a replay) is a pure function of the recorded actions
+        got = float(page.evaluate("() => scrollY"))
+        if abs(got - planned) > SWIPE_JITTER:
+            log.debug("gui: swipe scrolled to %.0f, the finger went to %.0f", got, planned)
+        page.evaluate(f"() => window.scrollTo(scrollX, {planned})")
+        _settle(page)
     elif action == "back":
         page.go_back()
     elif action == "navigate":
