@@ -45,6 +45,17 @@ def main() -> None:
     stage.setup()
     docs = [stage.map(pdf_sample(n, (tmp / f"{n}.pdf").read_bytes(), source=f"file://{n}.pdf")) for n in ("manual", "scan")]
     reg.register_version(write_version(world.lake, "documents", docs))
+    # GUI agent data: a grounding screen and a form-filling trajectory, collected in Chromium
+    from synth.gui.browser import Browser
+    from synth.gui.collect import PageSource, grounding, split_counts
+    from synth.gui.trajectories import plan_task, trajectories
+
+    src = PageSource(platforms=("desktop",))
+    form = next(i for i in range(40) if (t := plan_task(src, 3, i)[3]) is not None and t.kind == "form")
+    with Browser() as br:
+        gui = (split_counts(grounding(src, 3, [0], tmp=tmp, browser=br))[0]
+               + split_counts(trajectories(src, 3, [form], tmp=tmp, browser=br))[0])
+    reg.register_version(write_version(world.lake, "gui", gui))
     out = ROOT / "docs" / "images"
     out.mkdir(parents=True, exist_ok=True)
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -59,6 +70,10 @@ def main() -> None:
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out / f"{name}.png"), full_page=full)
             print(f"wrote {out / f'{name}.png'}")
+        page.goto(url + "/datasets/gui/1/samples/1")  # a trajectory: its first steps
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(out / "agent-trajectory.png"), full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": 1500})
+        print(f"wrote {out / 'agent-trajectory.png'}")
         b.close()
     os.environ.pop("MMLAKE_HOME", None)
 

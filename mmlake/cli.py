@@ -410,7 +410,10 @@ def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, inputs: tupl
     """Run a pipeline spec (filters, dedupe ...) into a new registered version.
 
     With --json, prints one object: run_id, output (name@N), inputs, kept, filtered (reason ->
-    count), duplicates, rejected (reason -> count)."""
+    count), duplicates, rejected (reason -> count); a spec with a collected source (source: gui)
+    adds stats (screens per platform, verified targets, elements rejected by reason).
+
+    Example: mmlake run pipelines/specs/gui-docs.yaml --input /usr/share/doc/sqlite3"""
     from pipelines.run import Cancelled, cancel_on_signals, run_pipeline
     from pipelines.spec import load_spec
 
@@ -431,6 +434,10 @@ def run_cmd(ctx: click.Context, spec_path: str, runner: str | None, inputs: tupl
     def human() -> None:
         click.echo(f"{summary['output']} ({summary['version']}): kept {summary['kept']} of {summary['samples_in']}; "
                    f"filtered {summary['filtered']}; duplicates {summary['duplicates']}; rejected {summary['rejected']}")
+        if summary.get("stats"):  # a collected source (source: gui): what the collector saw
+            from synth.gui import summary as gui_summary
+
+            click.echo(f"collected: {gui_summary(summary['stats'])}")
         click.echo(f"run {summary['run_id']} on {summary['runner']}; tasks computed {summary['tasks']['computed']}, "
                    f"resumed {summary['tasks']['resumed']}")
 

@@ -26,6 +26,7 @@ from datalake import DatasetVersion, Lake, Sample
 from datalake.shards import ShardInfo, ShardReader, ShardWriter, decode_members
 from datalake.stats import VersionStats
 from datalake.store import open_store
+from pipelines.sources import FILTERED_REASONS
 from pipelines.stage import DedupeStage, FilterStage, MapStage, Reject, Stage, build_stage
 
 __all__ = ["TaskSpec", "run_task", "read_range", "MAX_CONSECUTIVE_ERRORS", "marker_path"]
@@ -43,7 +44,8 @@ class TaskSpec:
     stages: tuple[tuple[str, dict[str, Any]], ...]
     segment: tuple[int, ...]  # indices of per-sample stages run in this pass
     block: tuple[int, ...]  # indices of dedupe stages whose signatures this pass computes
-    source: tuple[Any, ...]  # ("input", manifest_uri, shard, start, stop) | ("staged", ShardInfo json)
+    #: ("input", manifest_uri, shard, start, stop) | ("staged", ShardInfo json) | ("gui", json, start, stop)
+    source: tuple[Any, ...]
     final: bool
     input_ref: str
     drop: dict[str, tuple[str, str, str, str, str | None]] = field(default_factory=dict)
@@ -92,7 +94,13 @@ def _read_entries(reader: ShardReader, start: int, stop: int) -> list[Sample]:
     return out
 
 
-def _load(t: TaskSpec) -> list[Sample]:
+def _load(t: TaskSpec) -> Any:
+    """The task's samples: a range of an input, what the previous pass staged, or what a
+    collected source makes (samples and ``Count`` statistics, ``pipelines.sources``)."""
+    if t.source[0] == "gui":
+        from pipelines.sources import load_source
+
+        return load_source(t.source)
     if t.source[0] == "input":
         _, uri, shard, start, stop = t.source
         return read_range(DatasetVersion.open(uri), shard, start, stop)
@@ -138,7 +146,15 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
     errors_in_a_row = 0
     n_in = 0
     scored = 0
+    source_stats: dict[str, int] = {}
     for s in _load(t):
+        if not isinstance(s, Sample):  # a collected source's statistic, or an input that gave no sample
+            source_stats[s.name] = source_stats.get(s.name, 0) + s.n
+            if s.key is not None:
+                n_in += 1
+                outcomes.append(_row(s.key, t.input_ref, "filtered" if s.reason in FILTERED_REASONS else "rejected",
+                                     "source", s.reason, s.detail, None, None))
+            continue
         n_in += 1
         if s.key in t.drop:
             outcome, stage, reason, detail, dup_of = t.drop[s.key]
@@ -190,7 +206,7 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
         shard = w.close()
     result = {"task": t.task, "pass": t.pass_no, "inputs": n_in, "outcomes": outcomes, "scores": scores_rows,
               "items": items, "shard": shard.to_json() if shard else None, "stats": stats.to_json(),
-              "kept": len(survivors), "scored": scored, "resumed": False}
+              "kept": len(survivors), "scored": scored, "resumed": False, "source_stats": source_stats}
     store.put(marker, pickle.dumps(result))
     return result
 

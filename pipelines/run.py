@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import pickle
+import sys
 from collections import Counter
 from typing import Any
 
@@ -129,9 +130,19 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
 
     stages = spec.build()
     passes = plan_passes(stages)
-    inputs, ingested = _resolve_inputs(spec, lake, client, progress)
-    write_id = spec.fingerprint([v.manifest.digest for _, v in inputs])
-    tasks, drops = _plan_tasks(inputs, spec.partition_size)
+    collected = None  # a collected source (pipelines.sources): the tasks make the samples
+    if spec.source:
+        from pipelines.sources import plan_source, resolve_source
+
+        collected = resolve_source(spec.source, spec.inputs)
+        inputs, ingested = [], None
+        write_id = spec.fingerprint([collected["digest"]])
+        label = spec.inputs[0] if len(spec.inputs) == 1 else f"{len(spec.inputs)} URLs"
+        tasks, drops = [(label, src) for src in plan_source(collected, spec.partition_size, spec.seed)], {}
+    else:
+        inputs, ingested = _resolve_inputs(spec, lake, client, progress)
+        write_id = spec.fingerprint([v.manifest.digest for _, v in inputs])
+        tasks, drops = _plan_tasks(inputs, spec.partition_size)
     reuse_uri = None
     if spec.reuse_scores:
         prev = client.open_version(spec.reuse_scores, for_read=False)
@@ -151,7 +162,9 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         run = client.mark_running(run_id)
     else:
         run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
-                               parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id})
+                               parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id,
+                                           **({"source": {**spec.source, "input": list(spec.inputs),
+                                                          "digest": collected["digest"]}} if collected else {})})
     own_runner = runner is None
     try:
         runner = runner or make_runner(spec.runner, spec.runner_options, progress)
@@ -167,6 +180,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         sources: list[tuple[Any, ...]] = [src for _, src in tasks]
         computed = resumed = scored = 0
         results: list[dict[str, Any]] = []
+        first: list[dict[str, Any]] = []  # pass 1's results: what a collected source made
         for k, (seg, block) in enumerate(passes):
             final = k == len(passes) - 1
             specs = [TaskSpec(task=i, pass_no=k, lake_uri=lake.uri, output=spec.output, write_id=write_id,
@@ -174,6 +188,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
                               input_ref=tasks[i][0], drop=drops.get(i, {}), reuse_scores=reuse_uri, env=env)
                      for i in range(len(tasks))]
             results = runner.map_tasks(run_task, specs, desc=f"{spec.name} pass {k + 1}/{len(passes)}")
+            first = first or results
             computed += sum(not r["resumed"] for r in results)
             resumed += sum(bool(r["resumed"]) for r in results)
             scored += sum(r["scored"] for r in results if not r["resumed"])
@@ -194,7 +209,13 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         stats = VersionStats()
         for r in results:
             stats.merge(VersionStats.from_json(r["stats"]))
-        counts = _summarise(outcomes, sum(r["kept"] for r in results), sum(len(v) for _, v in inputs))
+        n_in = sum(r["inputs"] for r in first) if collected else sum(len(v) for _, v in inputs)
+        counts = _summarise(outcomes, sum(r["kept"] for r in results), n_in)
+        if collected:  # the collector's statistics: screens per platform, targets, rejects by reason
+            source_stats: Counter[str] = Counter()
+            for r in first:
+                source_stats.update(r.get("source_stats") or {})
+            counts["stats"] = dict(sorted(source_stats.items()))
         if warned:  # counted in the tasks, said once here
             counts["warnings"] = dict(sorted(warned.items(), key=lambda kv: -kv[1]))
             for msg, n in list(counts["warnings"].items())[:5]:
@@ -245,9 +266,12 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
     finally:
         if own_runner:
             runner.close()
+        if "synth.gui.browser" in sys.modules:  # tasks run in this process (local, one worker) left a browser
+            sys.modules["synth.gui.browser"].close_shared()
     done = client.finish_run(run.id, "succeeded", counts=counts, outputs=[version.uri])
     return {"run_id": run.id, "output": done.outputs[0], "version": version.manifest.version,
-            "manifest": version.uri, "inputs": [ref for ref, _ in inputs], **counts, "runner": spec.runner,
+            "manifest": version.uri, "inputs": list(spec.inputs) if collected else [ref for ref, _ in inputs],
+            **counts, "runner": spec.runner,
             "tasks": {"computed": computed, "resumed": resumed}, "scored": scored}
 
 

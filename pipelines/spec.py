@@ -40,7 +40,7 @@ __all__ = ["PipelineSpec", "load_spec", "parse_spec", "RUNNERS", "STAGES"]
 RUNNERS = ("local", "ray", "spark")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FIELDS = {"name", "input", "output", "runner", "runner_options", "stages", "partition_size", "against",
-           "reuse_scores", "description", "seed", "allow_empty"}
+           "reuse_scores", "description", "seed", "allow_empty", "source"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class PipelineSpec:
     seed: int = 0
     #: commit a version even when every input was filtered, rejected or a duplicate
     allow_empty: bool = False
+    #: how the inputs are read when they are collected rather than ingested (``pipelines.sources``)
+    source: dict[str, Any] | None = None
 
     def build(self) -> list[Stage]:
         return [build_stage(n, p) for n, p in self.stages]
@@ -66,12 +68,14 @@ class PipelineSpec:
         return {"name": self.name, "input": list(self.inputs), "output": self.output, "runner": self.runner,
                 "runner_options": self.runner_options, "partition_size": self.partition_size,
                 "against": list(self.against), "reuse_scores": self.reuse_scores, "seed": self.seed,
-                "stages": [{n: p} for n, p in self.stages]}
+                "stages": [{n: p} for n, p in self.stages], **({"source": self.source} if self.source else {})}
 
     def fingerprint(self, resolved_inputs: list[str]) -> str:
         """What determines the output: stages, inputs (by content id), partitioning, against."""
         doc = {"stages": [{n: p} for n, p in self.stages], "inputs": resolved_inputs, "output": self.output,
                "partition_size": self.partition_size, "against": list(self.against), "seed": self.seed}
+        if self.source:
+            doc["source"] = self.source
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_runner(self, runner: str | None) -> PipelineSpec:
@@ -157,10 +161,17 @@ def parse_spec(doc: Any, where: str = "spec") -> PipelineSpec:
     allow_empty = doc.get("allow_empty", False)
     if not isinstance(allow_empty, bool):
         raise SpecError(f"{where}: allow_empty must be true or false")
+    source = None
+    if doc.get("source") is not None:
+        from pipelines.sources import parse_source
+
+        source = parse_source(doc["source"], where)
+        if against or reuse:
+            raise SpecError(f"{where}: a collected source takes no 'against' or 'reuse_scores'")
     return PipelineSpec(name=name, inputs=_strs(doc["input"], f"{where}: input"), output=output,
                         stages=tuple(stages), runner=runner, runner_options=dict(opts), partition_size=psize,
                         against=against, reuse_scores=reuse, description=str(doc.get("description", "")), seed=seed,
-                        allow_empty=allow_empty)
+                        allow_empty=allow_empty, source=source)
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

@@ -27,10 +27,27 @@ def highlight_placeholders(text: str, annotations: list[dict[str, Any]]) -> Mark
         i = int(m.group(2))
         a = annotations[i] if i < len(annotations) else {}
         what = a.get("label") or a.get("text") or a.get("action") or a.get("type", "?")
-        out.append(Markup('<span class="ph" title="{}">{}</span>').format(f"{m.group(1)} {i}: {what}", m.group(0)))
+        shown = _action_text(a, annotations) if m.group(1) == "action" else None
+        out.append(Markup('<span class="ph{}" title="{}">{}</span>').format(
+            " ph-action" if shown else "", f"{m.group(0)}: {what}" if shown else f"{m.group(1)} {i}: {what}",
+            shown or m.group(0)))
         last = m.end()
     out.append(escape(text[last:]))
     return Markup("").join(out)
+
+
+def _action_text(a: dict[str, Any], annotations: list[dict[str, Any]]) -> str | None:
+    """An action as the model is taught to write it, in screenshot pixels: ``click(x=812, y=440)``."""
+    from datalake.actions import format_action
+
+    if not a.get("action") or not a.get("xy"):
+        return None
+    attrs = a.get("attrs") or {}
+    pts = [a["xy"]]
+    to = attrs.get("to")
+    if isinstance(to, int) and 0 <= to < len(annotations) and annotations[to].get("xy"):
+        pts.append(annotations[to]["xy"])
+    return format_action(a["action"], [(f"{x:.0f}", f"{y:.0f}") for x, y in pts], attrs.get("args"))
 
 
 def _overlay(anns: list[tuple[int, dict[str, Any]]], w: int, h: int) -> Markup:

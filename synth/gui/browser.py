@@ -9,8 +9,10 @@ sample's media. ``Probe.css(xy)`` goes back for the mouse.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,13 +120,29 @@ def _driver(delta: int) -> Any:
     return None
 
 
+_SHARED: dict[tuple[int, tuple[str, ...]], Browser] = {}  # (pid, hosts): a forked child makes its own
+
+
+def close_shared() -> None:
+    """Close this process's shared browsers (a run driven in-process closes them when it ends,
+    so no Playwright driver outlives it in the caller's thread)."""
+    for key, br in list(_SHARED.items()):
+        if key[0] == os.getpid():
+            try:
+                br.close()
+            except Exception:  # noqa: BLE001 - exiting anyway
+                pass
+    _SHARED.clear()
+
+
 class Browser:
     """One Chromium for many pages (``page(device)`` opens a fresh context per page). Host names
     other than 127.0.0.1, localhost and ``hosts`` do not resolve: a page cannot pull anything from
     elsewhere, and the collector opens only the addresses it is given."""
 
-    def __init__(self, hosts: tuple[str, ...] = ()) -> None:
+    def __init__(self, hosts: tuple[str, ...] = (), timeout_s: float = 15.0) -> None:
         self.hosts = tuple(hosts)
+        self.timeout_ms = timeout_s * 1000
         why = unavailable_reason()
         if why:
             raise RuntimeError(why)
@@ -132,13 +150,12 @@ class Browser:
         self.browser = self._launch()
 
     @contextmanager
-    def page(self, device: Device, allowed: str | None = None) -> Iterator[Any]:
-        """A page in a fresh context for ``device`` (``allowed``: kept for callers; hosts are
-        limited for the whole browser)."""
+    def page(self, device: Device) -> Iterator[Any]:
+        """A page in a fresh context for ``device``."""
         ctx = self.browser.new_context(**device.context_args())
         try:
             page = ctx.new_page()
-            page.set_default_timeout(15000)
+            page.set_default_timeout(self.timeout_ms)
             yield page
         finally:
             ctx.close()
@@ -168,6 +185,19 @@ class Browser:
 
     def __enter__(self) -> Browser:
         return self
+
+    @classmethod
+    def shared(cls, hosts: tuple[str, ...] = (), timeout_s: float = 15.0) -> Browser:
+        """This process's browser for ``hosts`` (a pipeline worker keeps one across its tasks and
+        pages; it is closed when the process exits)."""
+        key = (os.getpid(), tuple(sorted(hosts)))
+        br = _SHARED.get(key)
+        if br is None:
+            if not _SHARED:
+                atexit.register(close_shared)
+            br = _SHARED[key] = cls(hosts)
+        br.timeout_ms = timeout_s * 1000
+        return br
 
     def __exit__(self, *exc: Any) -> None:
         self.close()

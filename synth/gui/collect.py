@@ -26,7 +26,7 @@ from datalake.sample import Annotation, Media, MediaPart, Message, Sample, Sourc
 from synth.gui.browser import DEVICES, Browser, Device, SiteServer, probe_elements, verify_clicks
 from synth.gui.pages import site
 
-__all__ = ["Count", "split_counts", "Screen", "PageSource", "capture", "grounding_sample", "icon_samples", "collect", "ROLE_WORDS"]
+__all__ = ["Count", "split_counts", "Screen", "PageSource", "pick_device", "capture", "grounding_sample", "icon_samples", "collect", "ROLE_WORDS"]
 
 log = logging.getLogger("mmlake.synth.gui")
 ROLE_WORDS = {"link": "link", "button": "button", "textbox": "text field", "searchbox": "search box",
@@ -40,10 +40,15 @@ GENERATED_DEVICES = {"desktop": ("desktop-1920", "desktop-1440", "desktop-1280",
 
 @dataclass(frozen=True)
 class Count:
-    """A statistic of the run (``name`` like ``elements.rejected.occluded``), not a sample."""
+    """A statistic of the run (``name`` like ``elements.rejected.occluded``), not a sample. With a
+    ``key``, it also accounts for an input that gave no sample (a failed page, a failed task):
+    the pipeline source writes it to the rejects table with its ``reason`` and ``detail``."""
 
     name: str
     n: int = 1
+    key: str | None = None
+    reason: str = ""
+    detail: str = ""
 
 
 def split_counts(items: Any) -> tuple[list[Sample], Counter[str]]:
@@ -247,6 +252,13 @@ class PageSource:
     folder: Path | None = None
     urls: list[str] = field(default_factory=list)
     platforms: tuple[str, ...] = ("desktop", "mobile", "web")
+    #: device profiles to use (names of ``synth.gui.browser.DEVICES``); empty: the platform's usual ones
+    devices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.devices if d not in DEVICES]
+        if unknown:
+            raise ValueError(f"unknown device(s) {unknown}; known: {sorted(DEVICES)}")
 
     @property
     def kind(self) -> str:
@@ -260,9 +272,12 @@ class PageSource:
         return files
 
 
-def _device(rng: np.random.Generator, platform: str) -> Device:
-    names = GENERATED_DEVICES[platform]
-    return DEVICES[names[int(rng.integers(len(names)))]]
+def pick_device(source: PageSource, rng: np.random.Generator) -> tuple[str, Device]:
+    """A seeded (platform, device) for one screen or task: among ``source.devices`` when given."""
+    platform = source.platforms[int(rng.integers(len(source.platforms)))]
+    names = source.devices or GENERATED_DEVICES[platform]
+    device = DEVICES[names[int(rng.integers(len(names)))]]
+    return device.platform, device
 
 
 def collect(source: PageSource, seed: int, indices: list[int], make: Any, *, tmp: Path,
@@ -272,7 +287,7 @@ def collect(source: PageSource, seed: int, indices: list[int], make: Any, *, tmp
     source_info, rng)`` builds from it. A page that fails (crash, timeout) is counted
     (``pages.failed.<error>``) and the browser restarted; the run goes on."""
     own = browser is None
-    br = browser or Browser(tuple(_host(u) for u in source.urls))
+    br = browser or Browser(tuple(hostname(u) for u in source.urls))
     try:
         files = source.files() if source.kind == "folder" else None
         order = (np.random.default_rng([seed, 0x6A2]).permutation(len(files or source.urls))
@@ -281,8 +296,7 @@ def collect(source: PageSource, seed: int, indices: list[int], make: Any, *, tmp
         with (server or _Null()):
             for index in indices:
                 rng = np.random.default_rng([seed, index, 0x6A3])
-                platform = source.platforms[int(rng.integers(len(source.platforms)))]
-                device = _device(rng, platform)
+                platform, device = pick_device(source, rng)
                 if source.kind == "generated":
                     s = site(seed, index, platform)
                     root = s.write(tmp / f"site{index}")
@@ -305,7 +319,7 @@ def collect(source: PageSource, seed: int, indices: list[int], make: Any, *, tmp
                     with srv_ctx as own_srv:
                         srv = own_srv or server
                         url = srv.url(path) if srv is not None else path
-                        with br.page(device, srv.base if srv is not None else _origin(path)) as page:
+                        with br.page(device) as page:
                             page.goto(url, wait_until="load")
                             if device.platform == "web":
                                 _scroll_to(page, rng)
@@ -318,24 +332,18 @@ def collect(source: PageSource, seed: int, indices: list[int], make: Any, *, tmp
                     if not isinstance(exc, (PlaywrightError, TimeoutError, OSError)):
                         raise
                     log.warning("gui: page %s failed on %s: %s", path, device.name, exc)
-                    yield Count(f"pages.failed.{type(exc).__name__}")
+                    yield Count(f"pages.failed.{type(exc).__name__}", key=f"page{index:06d}", reason="page_failed",
+                                detail=f"{path} on {device.name}: {type(exc).__name__}: {str(exc)[:300]}")
                     br.restart()
     finally:
         if own:
             br.close()
 
 
-def _host(url: str) -> str:
+def hostname(url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url).hostname or ""
-
-
-def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    u = urlsplit(url)
-    return f"{u.scheme}://{u.netloc}"
 
 
 def _scroll_to(page: Any, rng: np.random.Generator) -> None:
@@ -360,14 +368,23 @@ def grounding(source: PageSource, seed: int, indices: list[int], *, tmp: Path,
         s = grounding_sample(screen, f"guig{index:06d}", info | {"generator": "gui-grounding"}, rng)
         if s is not None:
             yield s
+        else:
+            yield Count("pages.no_elements", key=f"guig{index:06d}", reason="no_elements",
+                        detail=f"{info['path']} on {screen.device.name}: nothing to refer to on the screen")
 
     return collect(source, seed, indices, make, tmp=tmp, browser=browser)
 
 
 def icons(source: PageSource, seed: int, indices: list[int], *, tmp: Path,
           browser: Browser | None = None) -> Iterator[Sample | Count]:
-    def make(screen: Screen, index: int, info: dict[str, Any], rng: np.random.Generator) -> Iterator[Sample]:
-        yield from icon_samples(screen, f"guii{index:06d}", info | {"generator": "gui-icons"})
+    def make(screen: Screen, index: int, info: dict[str, Any], rng: np.random.Generator) -> Iterator[Sample | Count]:
+        n = 0
+        for s in icon_samples(screen, f"guii{index:06d}", info | {"generator": "gui-icons"}):
+            n += 1
+            yield s
+        if not n:
+            yield Count("pages.no_icons", key=f"guii{index:06d}", reason="no_icons",
+                        detail=f"{info['path']} on {screen.device.name}: no icon-only control with a name")
 
     return collect(source, seed, indices, make, tmp=tmp, browser=browser)
 

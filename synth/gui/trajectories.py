@@ -31,7 +31,7 @@ import numpy as np
 from datalake.actions import format_action
 from datalake.sample import Annotation, Media, MediaPart, Message, Sample, Source, TextPart
 from synth.gui.browser import Browser, Device, SiteServer
-from synth.gui.collect import Count, PageSource, Screen, _device, capture, expressions
+from synth.gui.collect import Count, PageSource, Screen, capture, expressions, pick_device
 from synth.gui.pages import Task, site
 
 __all__ = ["TaskFailed", "Recorder", "trajectories", "replay", "link_graph", "find_link_task"]
@@ -446,8 +446,7 @@ def plan_task(source: PageSource, seed: int, index: int, tmp: Path | None = None
     """What trajectory ``index`` does, without a browser: ``(rng, platform, device, task, site
     root, source info, start path)``; the site is written under ``tmp`` when given."""
     rng = np.random.default_rng([seed, index, 0x6A4])
-    platform = source.platforms[int(rng.integers(len(source.platforms)))]
-    device = _device(rng, platform)
+    platform, device = pick_device(source, rng)
     if source.kind == "folder":
         if graph is None:
             graph, titles = link_graph(source.folder, source.files())  # type: ignore[arg-type]
@@ -477,33 +476,37 @@ def trajectories(source: PageSource, seed: int, indices: list[int], *, tmp: Path
         for index in indices:
             rng, platform, device, task, root, info, start = plan_task(source, seed, index, tmp, graph, titles)
             yield Count(f"trajectories.attempted.{platform}")
+            key = f"guit{index:06d}"
             if task is None:
-                yield Count("trajectories.failed.no_task")
+                yield Count("trajectories.failed.no_task", key=key, reason="no_task",
+                            detail=f"{start}: no task this page supports (a form, a menu, a link path ...)")
                 continue
             info["generator"] = "gui-trajectories"
             try:
-                with SiteServer(root) as srv, br.page(device, srv.base) as page:  # type: ignore[arg-type]
+                with SiteServer(root) as srv, br.page(device) as page:  # type: ignore[arg-type]
                     page.goto(srv.url(start), wait_until="load")
                     rec = Recorder(page, device, srv)
                     run_task(rec, task, rng)
                     if not succeeded(page, rec.path(), rec.status(), task.success):
                         raise TaskFailed("success_not_reached", f"status {rec.status()!r}, at {rec.path()}")
             except TaskFailed as exc:
-                yield Count(f"trajectories.failed.{exc.reason}")
+                yield Count(f"trajectories.failed.{exc.reason}", key=key, reason=exc.reason,
+                            detail=f"{task.goal} ({start} on {device.name}): {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001 - a crashed page is a counted reject
                 from playwright.sync_api import Error as PlaywrightError
 
                 if not isinstance(exc, (PlaywrightError, TimeoutError, OSError)):
                     raise
-                yield Count("trajectories.failed.browser_error")
+                yield Count("trajectories.failed.browser_error", key=key, reason="browser_error",
+                            detail=f"{task.goal} ({start} on {device.name}): {type(exc).__name__}: {str(exc)[:300]}")
                 br.restart()
                 continue
             for st in rec.steps:
                 yield from st.screen.counts()
             yield Count("trajectories.succeeded")
             yield Count("trajectory_steps", len(rec.steps))
-            yield trajectory_sample(f"guit{index:06d}", task, rec, start, info)
+            yield trajectory_sample(key, task, rec, start, info)
     finally:
         if own:
             br.close()
@@ -522,7 +525,7 @@ def replay(sample: Sample, *, browser: Browser, tmp: Path, folder: Path | None =
         root = site(st["seed"], st["index"], st["platform"]).write(tmp / f"replay{st['index']}")
     else:
         root = Path(folder or meta["folder"])
-    with SiteServer(root) as srv, browser.page(device, srv.base) as page:
+    with SiteServer(root) as srv, browser.page(device) as page:
         page.goto(srv.url(traj["start"]), wait_until="load")
         for step in traj["steps"]:
             point = end = None

@@ -4,7 +4,9 @@ on 127.0.0.1. Screenshots land in test-artifacts/."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,4 +191,62 @@ def test_document_statistics_are_charted(browser, site, request) -> None:  # typ
     card = page.locator(".sample").first
     assert card.locator("svg.overlay polygon.ann-polygon").count() > 0
     shot(page, "documents", request)
+    page.close()
+
+
+@pytest.mark.parametrize("registry_url", ["sqlite"], indirect=True)
+def test_agent_samples_show_elements_targets_and_trajectory_steps(browser, site, request, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """GUI agent data collected in Chromium (synth.gui): the grounding screen with its element
+    boxes and click points where they are in the screenshot; a trajectory step by step, each
+    screenshot with its action's point, the actions written out in screenshot pixels."""
+    from datalake import write_version
+    from synth.gui.browser import Browser
+    from synth.gui.collect import PageSource, grounding, split_counts
+    from synth.gui.trajectories import plan_task, trajectories
+
+    url, world = site
+    src = PageSource(platforms=("desktop",))
+    form = next(i for i in range(40) if (t := plan_task(src, 3, i)[3]) is not None and t.kind == "form")
+
+    def collect() -> tuple[list[Any], list[Any]]:  # in a thread: this one already runs a Playwright driver
+        with Browser() as br:
+            return (split_counts(grounding(src, 3, [0], tmp=tmp_path, browser=br))[0],
+                    split_counts(trajectories(src, 3, [form], tmp=tmp_path, browser=br))[0])
+
+    with ThreadPoolExecutor(1) as pool:
+        ground, traj = pool.submit(collect).result()
+    assert len(ground) == 1 and len(traj) == 1
+    world.reg.register_version(write_version(world.lake, "gui", ground + traj))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    g = ground[0]
+    page.goto(f"{url}/datasets/gui/1/samples/0")
+    card = page.locator(".sample").first
+    img = card.locator(".viewer img").first
+    img.evaluate("i => i.decode()")
+    ib = img.bounding_box()
+    scale = ib["width"] / g.media[0].width
+    boxes, points = card.locator("svg.overlay rect.ann-box"), card.locator("svg.overlay circle.ann-point")
+    assert boxes.count() == sum(a.type == "box" for a in g.annotations) > 5
+    assert points.count() == sum(a.type == "point" for a in g.annotations) > 0
+    for k, a in enumerate(a for a in g.annotations if a.type == "point"):  # each click point on its spot
+        bb = points.nth(k).bounding_box()
+        assert abs(bb["x"] + bb["width"] / 2 - (ib["x"] + a.xy[0] * scale)) < 2  # type: ignore[index]
+        assert abs(bb["y"] + bb["height"] / 2 - (ib["y"] + a.xy[1] * scale)) < 2  # type: ignore[index]
+    shot(page, "agent-grounding", request)
+
+    t = traj[0]
+    page.goto(f"{url}/datasets/gui/1/samples/1")
+    card = page.locator(".sample").first
+    steps = card.locator(".viewer")
+    assert steps.count() == len(t.media) == len(t.meta["trajectory"]["steps"]) >= 3  # one screenshot per step
+    acts = card.locator(".ph-action")
+    pointed = [s for s in t.meta["trajectory"]["steps"] if s["annotation"] is not None]
+    assert acts.count() == len(pointed)
+    for k, s in enumerate(pointed):  # the action, in pixels, and its point drawn on that step's screen
+        a = t.annotations[s["annotation"]]
+        assert acts.nth(k).inner_text().startswith(f"{s['action']}(x={a.xy[0]:.0f}, y={a.xy[1]:.0f}")  # type: ignore[index]
+        assert steps.nth(a.media).locator(f'circle.ann-point[data-ann="{s["annotation"]}"]').count() == 1
+    assert "Thought" in card.inner_text() or "I see" in card.inner_text()
+    shot(page, "agent-trajectory", request)
     page.close()

@@ -187,7 +187,7 @@ def test_every_generated_task_type_replays_to_its_success_state(browser: Browser
     assert [p["media"] for m in v["messages"] if m["role"] == "user" for p in m["parts"] if "media" in p] == list(
         range(len(s.media)))
     assistant = " ".join(str(p["text"]) for m in v["messages"] if m["role"] == "assistant" for p in m["parts"])
-    assert assistant.count('class="ph"') == len(s.media) - sum(
+    assert assistant.count('class="ph ph-action"') == len(s.media) - sum(  # written out: tap(x=.., y=..)
         1 for st in s.meta["trajectory"]["steps"] if st["annotation"] is None)
     # a tampered trajectory (its last click moved to the screen corner) no longer succeeds
     s = samples[0]
