@@ -44,23 +44,23 @@ REJECT_REASONS = (
     "empty_file", "not_an_image", "unsupported_format", "too_many_pixels", "truncated_image",
     "undecodable_image", "missing_image", "missing_caption", "invalid_json", "non_utf8_text",
     "invalid_record", "duplicate_key", "unsupported_uri", "unreadable_source", "ambiguous_media",
-    "unreadable_tar",
+    "unreadable_tar", "unparsable_html", "too_deep", "order_mismatch", "no_text", "unreadable_epub",
 )
 _TEXT_EXTS = ("txt", "caption")
 #: inputs that other pipelines will take, rejected with a pointer instead of "missing_image"
 NO_INGEST_PATH = {
     **{e: "video files have no ingest path yet (video data: probing, shots and clips; see the video issue)"
        for e in ("mp4", "mkv", "webm", "mov", "avi", "m4v", "mpg", "mpeg", "ogv")},
-    **{e: "HTML pages have no ingest path yet (interleaved documents from HTML; see the interleaved issue)"
+    **{e: "HTML pages are documents: ingest the folder with --kind interleaved (text and images in page order)"
        for e in ("html", "htm", "xhtml")},
-    "epub": "EPUB books have no ingest path yet (interleaved documents from EPUB; see the interleaved issue)",
+    "epub": "EPUB books are documents: ingest the folder with --kind interleaved (chapters in spine order)",
     "svg": "SVG is a vector format: rasterise it first (e.g. rsvg-convert -w 1024 in.svg > out.png)",
 }
 _IGNORED = re.compile(r"(_stats\.json|\.parquet|\.DS_Store)$")
 _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
 
 
-#: what ingest builds: image+text pairs (caption, ocr, knowledge), documents (interleaved: PDFs),
+#: what ingest builds: image+text pairs (caption, ocr, knowledge), documents (interleaved: PDFs, HTML pages, EPUB books),
 #: images alone (``image``: caption samples without text yet, for OCR, captioning or dedupe) and
 #: text alone (``text``: .txt/.md files, or a table's text column)
 INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text", "agent")
@@ -407,11 +407,57 @@ def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], i
             for t in tars:
                 yield from _read_tar(store, t)
         return chain(), None
+    docs = [f for f in files if f.lower().endswith(_DOC_EXTS)]
+    if docs and cfg.kind == "interleaved":
+        return _read_documents(store, sorted(docs)), len(docs)
     pdfs = [f for f in files if f.lower().endswith(".pdf")]
     if pdfs and cfg.kind != "text" and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
         return _read_pdfs(store, sorted(pdfs)), len(pdfs)
     stems = {f.rpartition(".")[0] or f for f in files if not _IGNORED.search(f)}
     return _read_folder(store, files, cfg.kind), len(stems)
+
+
+_DOC_EXTS = (".html", ".htm", ".xhtml", ".epub")
+
+
+def _read_documents(store: Store, docs: list[str]) -> Iterator[Candidate]:
+    """A folder of HTML pages and EPUB books (``--kind interleaved``): each page or book is one
+    document; its images are read from the folder by the worker that builds it."""
+    root = store.url("")
+    for f in docs:
+        c = Candidate(source=store.url(f), key=_safe_key(f.rpartition(".")[0]), uri=store.url(f),
+                      meta={"root": root, "page": f})
+        try:
+            c.blobs = {"epub" if f.lower().endswith(".epub") else "html": store.read(f)}
+        except (ObjectNotFound, StoreError, OSError) as exc:
+            c.error = ("unreadable_source", str(exc))
+        yield c
+
+
+def _document_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
+    from datalake.html import HtmlError, document_sample, epub_chapters
+
+    assert c.blobs is not None
+    try:
+        if "epub" in c.blobs:
+            parts, read = epub_chapters(c.blobs["epub"])
+            fmt = "epub"
+        else:
+            store = open_store(c.meta["root"])
+
+            def read(path: str) -> bytes | None:
+                try:
+                    return store.read(path)
+                except (ObjectNotFound, StoreError, OSError, ValueError):
+                    return None
+
+            parts, fmt = [(c.meta["page"], c.blobs["html"])], "html"
+        return document_sample(c.key or "doc", parts, read, source=c.uri or c.source, license=cfg.license,
+                               max_pixels=cfg.max_pixels, fmt=fmt)
+    except HtmlError as exc:
+        return (exc.reason, exc.detail)
+    except SampleError as exc:
+        return ("invalid_record", str(exc))
 
 
 def _read_pdfs(store: Store, pdfs: list[str]) -> Iterator[Candidate]:
@@ -438,6 +484,8 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
             return Sample.from_json(c.record, blobs=c.blobs or {}, key_hint=c.key)
         except SampleError as exc:
             return ("invalid_record", str(exc))
+    if c.blobs and ("html" in c.blobs or "epub" in c.blobs):
+        return _document_sample(c, cfg)
     if c.blobs and "pdf" in c.blobs:
         from datalake.pdf import PdfError, pdf_sample
 

@@ -79,7 +79,8 @@ def _resolve_inputs(spec: PipelineSpec, lake: Lake, client: Any,
         out.append((info.ref, DatasetVersion.open(info.manifest_uri)))
     ingested = None
     if raws:  # raw sources are ingested first, as their own recorded run
-        run, ingested = run_ingest(client, lake, raws, IngestConfig(dataset=f"{spec.name}-input"), progress=progress)
+        run, ingested = run_ingest(client, lake, raws, IngestConfig(dataset=f"{spec.name}-input", **spec.ingest),
+                                    progress=progress)
         info = client.get_version(run.outputs[0])
         out.append((info.ref, DatasetVersion.open(info.manifest_uri)))
     return out, ingested

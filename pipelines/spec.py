@@ -9,6 +9,7 @@ runner_options: {workers: 2}       # local: workers; ray: address, num_cpus; spa
 partition_size: 256                # samples per task
 against: [captions@3]              # optional: also remove duplicates of these versions (cross-version dedupe)
 reuse_scores: captions@3           # optional: take filter scores from this earlier output instead of recomputing
+ingest: {kind: interleaved}           # optional: how raw inputs are ingested (IngestConfig fields)
 stages:
   - decode: {max_pixels: 100000000}
   - image_filter: {min_side: 64, max_aspect: 4.0}
@@ -40,7 +41,7 @@ __all__ = ["PipelineSpec", "load_spec", "parse_spec", "RUNNERS", "STAGES"]
 RUNNERS = ("local", "ray", "spark")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _FIELDS = {"name", "input", "output", "runner", "runner_options", "stages", "partition_size", "against",
-           "reuse_scores", "description", "seed", "allow_empty", "source"}
+           "reuse_scores", "description", "seed", "allow_empty", "source", "ingest"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class PipelineSpec:
     allow_empty: bool = False
     #: how the inputs are read when they are collected rather than ingested (``pipelines.sources``)
     source: dict[str, Any] | None = None
+    #: how raw inputs are ingested (``datalake.ingest.IngestConfig`` fields: kind, max_pixels, license ...)
+    ingest: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> list[Stage]:
         return [build_stage(n, p) for n, p in self.stages]
@@ -68,7 +71,8 @@ class PipelineSpec:
         return {"name": self.name, "input": list(self.inputs), "output": self.output, "runner": self.runner,
                 "runner_options": self.runner_options, "partition_size": self.partition_size,
                 "against": list(self.against), "reuse_scores": self.reuse_scores, "seed": self.seed,
-                "stages": [{n: p} for n, p in self.stages], **({"source": self.source} if self.source else {})}
+                "stages": [{n: p} for n, p in self.stages], **({"source": self.source} if self.source else {}),
+                **({"ingest": self.ingest} if self.ingest else {})}
 
     def fingerprint(self, resolved_inputs: list[str]) -> str:
         """What determines the output: stages, inputs (by content id), partitioning, against."""
@@ -168,10 +172,26 @@ def parse_spec(doc: Any, where: str = "spec") -> PipelineSpec:
         source = parse_source(doc["source"], where)
         if against or reuse:
             raise SpecError(f"{where}: a collected source takes no 'against' or 'reuse_scores'")
+    ingest = doc.get("ingest") or {}
+    if not isinstance(ingest, dict):
+        raise SpecError(f"{where}: ingest must be a mapping of ingest options, e.g. {{kind: interleaved}}")
+    if ingest:
+        import dataclasses
+
+        from datalake.ingest import IngestConfig
+
+        known = {f.name for f in dataclasses.fields(IngestConfig)} - {"dataset"}
+        bad = sorted(set(ingest) - known)
+        if bad:
+            raise SpecError(f"{where}: ingest: unknown option(s) {bad}; known: {sorted(known)}")
+        try:
+            IngestConfig(dataset="check", **ingest)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{where}: ingest: {exc}") from None
     return PipelineSpec(name=name, inputs=_strs(doc["input"], f"{where}: input"), output=output,
                         stages=tuple(stages), runner=runner, runner_options=dict(opts), partition_size=psize,
                         against=against, reuse_scores=reuse, description=str(doc.get("description", "")), seed=seed,
-                        allow_empty=allow_empty, source=source)
+                        allow_empty=allow_empty, source=source, ingest=dict(ingest))
 
 
 def load_spec(path: str | Path) -> PipelineSpec:

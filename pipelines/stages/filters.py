@@ -109,7 +109,7 @@ class ImageFilter(FilterStage):
                     continue
                 if k not in worst or (v < worst[k] if k in _LOWER_IS_WORSE else v > worst[k]):
                     worst[k] = v
-        if len(per) > 1:
+        if len(per) > 1 or sample.kind == "interleaved":  # a document loses the image, not itself
             worst["per_image"] = per
         return worst
 
