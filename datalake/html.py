@@ -26,13 +26,13 @@ import posixpath
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 __all__ = ["HtmlError", "Extracted", "extract_html", "check_order", "document_sample", "epub_chapters",
-           "IMAGE_DROP_REASONS"]
+           "warc_pages", "WarcImages", "IMAGE_DROP_REASONS"]
 
 #: why an image of a page is not in its document
 IMAGE_DROP_REASONS = ("missing_image", "remote_image", "outside_root", "undecodable_image", "inline_svg",
@@ -258,9 +258,12 @@ def _resolve(ref: str, page: str) -> tuple[str | None, bytes | None, str | None]
 
 def document_sample(key: str, html_by_part: list[tuple[str, bytes]], read: Callable[[str], bytes | None], *,
                     source: str, license: str | None = None, max_pixels: int = 100_000_000,
-                    fmt: str = "html") -> Any:
+                    fmt: str = "html", resolve: Callable[[str, str], tuple[str | None, bytes | None, str | None]]
+                    | None = None, extra_meta: dict[str, Any] | None = None) -> Any:
     """One interleaved Sample from the pages ``[(path, html)]`` (one page, or an EPUB's
-    chapters in spine order); ``read(path)`` gives an image's bytes (None when missing). Raises
+    chapters in spine order); ``read(path)`` gives an image's bytes (None when missing);
+    ``resolve(ref, page)`` maps an image reference to what ``read`` takes (default: a path in
+    the folder; a WARC resolves URLs against the page's URL). Raises
     :class:`HtmlError` for a document that cannot be one (no text, order mismatch)."""
     from datalake.media import MediaError, probe_image
     from datalake.sample import Media, MediaPart, Sample, Source, TextPart
@@ -297,7 +300,7 @@ def document_sample(key: str, html_by_part: list[tuple[str, bytes]], read: Calla
             refs = value.split("\n")
             got = reason = None
             for ref in refs:
-                rel, inline, reason = _resolve(ref, path)
+                rel, inline, reason = (resolve or _resolve)(ref, path)
                 data = inline if inline is not None else (read(rel) if rel is not None else None)
                 if data is None and reason is None:
                     reason = "missing_image"
@@ -341,6 +344,8 @@ def document_sample(key: str, html_by_part: list[tuple[str, bytes]], read: Calla
         "dropped_images": dict(sorted(dropped.items()))}}
     if chapters:
         meta["document"]["chapters"] = chapters
+    if extra_meta:
+        meta["document"].update(extra_meta)
     return Sample(key=key, kind="interleaved", source=Source(source, license), media=tuple(media),
                   content=tuple(content), meta=meta, blobs=blobs)
 
@@ -376,3 +381,73 @@ def epub_chapters(data: bytes) -> tuple[list[tuple[str, bytes]], Callable[[str],
         return z.read(path) if path in names else None
 
     return chapters, read
+
+
+# -- WARC ---------------------------------------------------------------------------------------------
+
+def _warc_records(fh: Any) -> Iterator[tuple[str, str, Any, Any]]:
+    """(target URI, content type, record, iterator) of each 200 response / resource record; the
+    record's payload is read only by a caller that wants it (the iterator skips it otherwise)."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    it = ArchiveIterator(fh)
+    for rec in it:
+        url = rec.rec_headers.get_header("WARC-Target-URI")
+        if rec.rec_type not in ("response", "resource") or not url:
+            continue
+        h = rec.http_headers
+        if h is not None and h.get_statuscode() != "200":
+            continue
+        ctype = ((h.get_header("Content-Type") if h is not None else rec.rec_headers.get_header("Content-Type")) or "")
+        yield url, ctype.split(";")[0].strip().lower(), rec, it
+
+
+def warc_pages(fh: Any) -> Iterator[tuple[str, bytes, int, int]]:
+    """The HTML pages of a WARC stream: ``(url, html, record offset, record length)``."""
+    for url, ctype, rec, it in _warc_records(fh):
+        if ctype in ("text/html", "application/xhtml+xml"):
+            payload = rec.content_stream().read()
+            yield url, payload, it.get_record_offset(), it.get_record_length()
+
+
+def warc_record_payload(raw: bytes) -> bytes:
+    """The payload of the one record in ``raw`` (a record's bytes, read by offset and length)."""
+    import io as _io
+
+    for _url, _ctype, rec, _it in _warc_records(_io.BytesIO(raw)):
+        return bytes(rec.content_stream().read())
+    raise HtmlError("unreadable_warc", "no response record at that offset")
+
+
+class WarcImages:
+    """Where the image records of one WARC are (by URL, without their bytes); ``read(url)``
+    fetches one through ``fetch(offset, length)``; ``resolve`` takes a page's image references
+    against its URL -- an image the crawl did not capture is missing, nothing is downloaded."""
+
+    def __init__(self, fh: Any, fetch: Callable[[int, int], bytes]) -> None:
+        self.where: dict[str, tuple[int, int]] = {}
+        self.fetch = fetch
+        for url, ctype, _rec, it in _warc_records(fh):
+            if ctype.startswith("image/"):  # the offset call skips the payload unread
+                self.where.setdefault(_nofrag(url), (it.get_record_offset(), it.get_record_length()))
+
+    def read(self, url: str) -> bytes | None:
+        at = self.where.get(url)
+        return warc_record_payload(self.fetch(*at)) if at else None
+
+    @staticmethod
+    def resolve(ref: str, page_url: str) -> tuple[str | None, bytes | None, str | None]:
+        from urllib.parse import urljoin
+
+        if ref.startswith("data:"):
+            return _resolve(ref, "")
+        url = urljoin(page_url, ref)
+        if urlsplit(url).scheme not in ("http", "https"):
+            return None, None, "no_source"
+        return _nofrag(url), None, None
+
+
+def _nofrag(url: str) -> str:
+    from urllib.parse import urldefrag
+
+    return urldefrag(url)[0]

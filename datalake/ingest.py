@@ -20,6 +20,7 @@ whatever the number of workers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -44,7 +45,7 @@ REJECT_REASONS = (
     "empty_file", "not_an_image", "unsupported_format", "too_many_pixels", "truncated_image",
     "undecodable_image", "missing_image", "missing_caption", "invalid_json", "non_utf8_text",
     "invalid_record", "duplicate_key", "unsupported_uri", "unreadable_source", "ambiguous_media",
-    "unreadable_tar", "unparsable_html", "too_deep", "order_mismatch", "no_text", "unreadable_epub",
+    "unreadable_tar", "unparsable_html", "too_deep", "order_mismatch", "no_text", "unreadable_epub", "unreadable_warc",
 )
 _TEXT_EXTS = ("txt", "caption")
 #: inputs that other pipelines will take, rejected with a pointer instead of "missing_image"
@@ -54,6 +55,7 @@ NO_INGEST_PATH = {
     **{e: "HTML pages are documents: ingest the folder with --kind interleaved (text and images in page order)"
        for e in ("html", "htm", "xhtml")},
     "epub": "EPUB books are documents: ingest the folder with --kind interleaved (chapters in spine order)",
+    "warc": "WARC crawls are documents: ingest the folder with --kind interleaved (HTML records with their images)",
     "svg": "SVG is a vector format: rasterise it first (e.g. rsvg-convert -w 1024 in.svg > out.png)",
 }
 _IGNORED = re.compile(r"(_stats\.json|\.parquet|\.DS_Store)$")
@@ -409,7 +411,8 @@ def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], i
         return chain(), None
     docs = [f for f in files if f.lower().endswith(_DOC_EXTS)]
     if docs and cfg.kind == "interleaved":
-        return _read_documents(store, sorted(docs)), len(docs)
+        warcs = any(f.lower().endswith((".warc", ".warc.gz")) for f in docs)
+        return _read_documents(store, sorted(docs)), None if warcs else len(docs)
     pdfs = [f for f in files if f.lower().endswith(".pdf")]
     if pdfs and cfg.kind != "text" and not any(f.rpartition(".")[2].lower() in IMAGE_EXTS for f in files):
         return _read_pdfs(store, sorted(pdfs)), len(pdfs)
@@ -417,14 +420,31 @@ def read_candidates(src: str, cfg: IngestConfig) -> tuple[Iterator[Candidate], i
     return _read_folder(store, files, cfg.kind), len(stems)
 
 
-_DOC_EXTS = (".html", ".htm", ".xhtml", ".epub")
+_DOC_EXTS = (".html", ".htm", ".xhtml", ".epub", ".warc", ".warc.gz")
 
 
 def _read_documents(store: Store, docs: list[str]) -> Iterator[Candidate]:
-    """A folder of HTML pages and EPUB books (``--kind interleaved``): each page or book is one
-    document; its images are read from the folder by the worker that builds it."""
+    """A folder of HTML pages, EPUB books and WARC crawls (``--kind interleaved``): each page,
+    book or crawled HTML record is one document; its images are read (from the folder, the
+    book, or the same WARC's image records) by the worker that builds it."""
+    from urllib.parse import urlsplit
+
     root = store.url("")
     for f in docs:
+        if f.lower().endswith((".warc", ".warc.gz")):
+            from datalake.html import HtmlError, warc_pages
+
+            try:
+                with store.open(f) as fh:
+                    for url, html, off, length in warc_pages(fh):
+                        u = urlsplit(url)
+                        yield Candidate(source=url, key=_safe_key(u.netloc + (u.path.rstrip("/") or "/index")),
+                                        uri=f"{store.url(f)}#offset={off}&length={length}", blobs={"html": html},
+                                        meta={"root": root, "page": url, "warc": {"file": f, "offset": off,
+                                                                                   "length": length}})
+            except (ObjectNotFound, StoreError, OSError, HtmlError, ValueError) as exc:
+                yield Candidate(source=store.url(f), key=_safe_key(f), error=("unreadable_source", f"{f}: {exc}"))
+            continue
         c = Candidate(source=store.url(f), key=_safe_key(f.rpartition(".")[0]), uri=store.url(f),
                       meta={"root": root, "page": f})
         try:
@@ -452,12 +472,29 @@ def _document_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str
                     return None
 
             parts, fmt = [(c.meta["page"], c.blobs["html"])], "html"
+        extra: dict[str, Any] = {"path": c.meta["page"]} if fmt == "html" else {}
+        resolve = None
+        if "warc" in c.meta:  # images from the same crawl, by URL
+            images = _warc_images(c.meta["root"], c.meta["warc"]["file"])
+            read, resolve, fmt = images.read, images.resolve, "warc"
+            extra = {"url": c.meta["page"], "warc": c.meta["warc"]}
         return document_sample(c.key or "doc", parts, read, source=c.uri or c.source, license=cfg.license,
-                               max_pixels=cfg.max_pixels, fmt=fmt)
+                               max_pixels=cfg.max_pixels, fmt=fmt, resolve=resolve, extra_meta=extra)
     except HtmlError as exc:
         return (exc.reason, exc.detail)
     except SampleError as exc:
         return ("invalid_record", str(exc))
+
+
+@functools.lru_cache(maxsize=2)
+def _warc_images(root: str, name: str) -> Any:
+    """Where one WARC's image records are, once per worker process (their bytes are read by
+    offset when a page needs them)."""
+    from datalake.html import WarcImages
+
+    store = open_store(root)
+    with store.open(name) as fh:
+        return WarcImages(fh, lambda off, length: store.read_range(name, off, length))
 
 
 def _read_pdfs(store: Store, pdfs: list[str]) -> Iterator[Candidate]:

@@ -117,7 +117,9 @@ class VarlenMask:
             same = doc[q] == doc[kv]
             return (same & (q >= kv)) if causal else same
 
-        bm = create_block_mask(mask_mod, None, None, padded, padded, device=dev, _compile=dev.type == "cuda")
+        # not _compile=True: on torch 2.11 + H200 compiling the mask builder did not finish in 170 s
+        # (the flag is deprecated); built eagerly, the mask is cached by its boundaries
+        bm = create_block_mask(mask_mod, None, None, padded, padded, device=dev)
         _MASKS[key] = bm
         if len(_MASKS) > _MASK_CACHE:
             _MASKS.popitem(last=False)

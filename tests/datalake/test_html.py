@@ -192,3 +192,50 @@ def test_sqlite_manual_every_page_in_dom_order_images_byte_identical(tmp_path: P
     assert text.index("► Table Of Contents") < text.rindex("1. Overview") < text.index(
         "The SELECT statement is used to query") < text.rindex("2. Simple Select Processing") < text.index(
         "The core of a SELECT statement is")
+
+
+def _warc(path: Path) -> None:
+    """A small crawl: two pages, the images of the first (one relative, one absolute path), a
+    page image the crawl did not capture, a 404, and a CSS record."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    page1 = ("<html><head><title>Crawled</title></head><body><nav>menu</nav><p>First crawled paragraph.</p>"
+             '<img src="img/a.png" alt="a"><p>Between the two images.</p><img src="/static/b.png">'
+             '<img src="https://cdn.example.net/never.png"><p>Last words of the page.</p></body></html>')
+    page2 = "<html><body><h1>Second page</h1><p>Only text lives here, no images at all.</p></body></html>"
+    with open(path, "wb") as fh:
+        w = WARCWriter(fh, gzip=True)
+        for url, ctype, body, status in (
+                ("http://example.org/docs/page.html", "text/html; charset=utf-8", page1.encode(), "200 OK"),
+                ("http://example.org/static/site.css", "text/css", b"p{}", "200 OK"),
+                ("http://example.org/docs/img/a.png", "image/png", png(300, 200, (200, 0, 0)), "200 OK"),
+                ("http://example.org/static/b.png", "image/png", png(320, 240, (0, 0, 200)), "200 OK"),
+                ("http://example.org/gone.html", "text/html", b"<p>not found</p>", "404 Not Found"),
+                ("http://example.org/docs/two.html", "text/html", page2.encode(), "200 OK")):
+            headers = StatusAndHeaders(status, [("Content-Type", ctype)], protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+
+
+def test_ingest_warc_pages_with_their_images(tmp_path: Path) -> None:
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    _warc(crawl / "crawl.warc.gz")
+    lake = Lake(LocalStore(tmp_path / "lake"))
+    res = ingest(str(crawl), lake, IngestConfig("crawl", kind="interleaved", workers=2), progress=False)
+    assert res.ingested == 2 and res.rejected == {}  # the two 200 HTML records; the 404 is not a page
+    docs = {s.key: s for s in lake.open_version("crawl")}
+    page = docs["example_org-docs-page_html"]
+    d = page.meta["document"]
+    assert d["format"] == "warc" and d["url"] == "http://example.org/docs/page.html"
+    assert d["warc"]["file"] == "crawl.warc.gz" and d["warc"]["length"] > 0 and "#offset=" in page.source.uri
+    assert _flat(page) == ["First crawled paragraph.", "<img http://example.org/docs/img/a.png>",
+                           "Between the two images.", "<img http://example.org/static/b.png>", "Last words of the page."]
+    assert d["dropped_images"] == {"missing_image": 1}  # never captured; nothing is downloaded
+    assert Image.open(io.BytesIO(page.blobs[page.media[1].name])).size == (320, 240)
+    # the record pointer reads the page back from the WARC
+    from datalake.html import warc_record_payload
+
+    raw = (crawl / "crawl.warc.gz").read_bytes()[d["warc"]["offset"]:d["warc"]["offset"] + d["warc"]["length"]]
+    assert b"First crawled paragraph." in warc_record_payload(raw)
+    assert "Only text lives here" in docs["example_org-docs-two_html"].content[0].text  # type: ignore[union-attr]
