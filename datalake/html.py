@@ -256,50 +256,42 @@ def _resolve(ref: str, page: str) -> tuple[str | None, bytes | None, str | None]
     return joined, None, None
 
 
+_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+
+
 def document_sample(key: str, html_by_part: list[tuple[str, bytes]], read: Callable[[str], bytes | None], *,
                     source: str, license: str | None = None, max_pixels: int = 100_000_000,
                     fmt: str = "html", resolve: Callable[[str, str], tuple[str | None, bytes | None, str | None]]
-                    | None = None, extra_meta: dict[str, Any] | None = None) -> Any:
+                    | None = None, extra_meta: dict[str, Any] | None = None, split_words: int | None = None) -> Any:
     """One interleaved Sample from the pages ``[(path, html)]`` (one page, or an EPUB's
     chapters in spine order); ``read(path)`` gives an image's bytes (None when missing);
     ``resolve(ref, page)`` maps an image reference to what ``read`` takes (default: a path in
-    the folder; a WARC resolves URLs against the page's URL). Raises
+    the folder; a WARC resolves URLs against the page's URL). With ``split_words``, a document
+    longer than that is a *list* of samples cut at headings (:func:`split_at_headings`). Raises
     :class:`HtmlError` for a document that cannot be one (no text, order mismatch)."""
     from datalake.media import MediaError, probe_image
-    from datalake.sample import Media, MediaPart, Sample, Source, TextPart
+    from datalake.sample import Media
 
     media: list[Any] = []
     blobs: dict[str, bytes] = {}
-    content: list[Any] = []
+    nodes: list[tuple[str, Any, bool]] = []  # ("text", line, is_heading) | ("image", media index, False)
     images: list[dict[str, Any]] = []
     by_digest: dict[str, int] = {}
     dropped: Counter[str] = Counter()
     titles, chapters = [], []
-    words = 0
-    lines: list[str] = []  # text nodes since the last image: one text part
-
-    def flush_text() -> None:
-        if lines:
-            if content and isinstance(content[-1], TextPart):  # the previous page's last text
-                lines.insert(0, content.pop().text)
-            content.append(TextPart("\n".join(lines)))
-            lines.clear()
-
     for path, html in html_by_part:
         ex = extract_html(html)
         dropped.update(ex.dropped)
         titles.append(ex.title)
-        start = len(content)
+        first = len(nodes)
         kept: list[tuple[str, str]] = []  # what this page contributes, for the order check
         for kind, value, extra in ex.nodes:
             if kind == "text":
-                lines.append(value)
-                words += len(value.split())
+                nodes.append(("text", value, extra in _HEADINGS))
                 kept.append(("text", value))
                 continue
-            refs = value.split("\n")
             got = reason = None
-            for ref in refs:
+            for ref in value.split("\n"):
                 rel, inline, reason = (resolve or _resolve)(ref, path)
                 data = inline if inline is not None else (read(rel) if rel is not None else None)
                 if data is None and reason is None:
@@ -323,31 +315,105 @@ def document_sample(key: str, html_by_part: list[tuple[str, bytes]], read: Calla
                 media.append(Media(name, info.mime, info.width, info.height))
                 blobs[name] = data
                 images.append({"src": rel or ref[:80], "alt": extra, "sha256": digest})
-            flush_text()
-            content.append(MediaPart(by_digest[digest]))
+            nodes.append(("image", by_digest[digest], False))
             kept.append(("image", ref))
-        flush_text()
         if fmt == "epub":
-            chapters.append({"path": path, "title": ex.title, "parts": [start, len(content)]})
+            chapters.append({"path": path, "title": ex.title, "nodes": [first, len(nodes)]})
         why = check_order(html, kept)
         if why:
             raise HtmlError("order_mismatch", f"{path}: {why}")
-    if not words:
+    if not any(k == "text" for k, _, _ in nodes):
         raise HtmlError("no_text", "no text left after removing scripts, navigation and boilerplate")
-    from datalake.pdf import estimate_tokens
-
-    text_chars = sum(len(p.text) for p in content if isinstance(p, TextPart))
-    sizes = [(m.width, m.height) for p in content if isinstance(p, MediaPart) for m in (media[p.media],)]
-    meta: dict[str, Any] = {"document": {
-        "format": fmt, "title": next((t for t in titles if t), ""), "words": words, "images": images,
-        "token_estimate": estimate_tokens(text_chars, sizes), "order_check": "ok",
-        "dropped_images": dict(sorted(dropped.items()))}}
+    doc: dict[str, Any] = {"format": fmt, "title": next((t for t in titles if t), ""), "order_check": "ok",
+                           "dropped_images": dict(sorted(dropped.items())), **(extra_meta or {})}
     if chapters:
-        meta["document"]["chapters"] = chapters
-    if extra_meta:
-        meta["document"].update(extra_meta)
-    return Sample(key=key, kind="interleaved", source=Source(source, license), media=tuple(media),
-                  content=tuple(content), meta=meta, blobs=blobs)
+        doc["chapters"] = chapters
+    whole = _build(key, nodes, media, blobs, images, doc, source, license)
+    if split_words is None or whole.meta["document"]["words"] <= split_words:
+        return whole
+    pieces = split_at_headings(nodes, split_words)
+    out = []
+    for j, (a, b) in enumerate(pieces):
+        part_doc = {**doc, "part": {"index": j, "of": len(pieces), "nodes": [a, b], "split_at": "headings"}}
+        part_doc.pop("chapters", None)
+        if chapters:
+            part_doc["chapters"] = [c["title"] for c in chapters if c["nodes"][0] < b and c["nodes"][1] > a]
+        out.append(_build(f"{key}-p{j:02d}", nodes[a:b], media, blobs, images, part_doc, source, license))
+    return out
+
+
+def split_at_headings(nodes: list[tuple[str, Any, bool]], max_words: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` node ranges of at most ``max_words`` words where the text allows: cut
+    before a heading, whole sections packed greedily; a section longer than the limit is cut
+    between its paragraphs (a paragraph longer than the limit stays whole)."""
+    def words_of(n: tuple[str, Any, bool]) -> int:
+        return len(n[1].split()) if n[0] == "text" else 0
+
+    sections: list[tuple[int, int]] = []
+    start = 0
+    for i, n in enumerate(nodes):
+        if n[2] and i > start:
+            sections.append((start, i))
+            start = i
+    sections.append((start, len(nodes)))
+    ranges: list[tuple[int, int]] = []
+    for a, b in sections:  # sections over the limit: cut between paragraphs
+        w, s0 = 0, a
+        for i in range(a, b):
+            if w and w + words_of(nodes[i]) > max_words:
+                ranges.append((s0, i))
+                s0, w = i, 0
+            w += words_of(nodes[i])
+        ranges.append((s0, b))
+    out: list[tuple[int, int]] = []  # then pack neighbours while they fit
+    cur, cw = ranges[0], sum(words_of(n) for n in nodes[ranges[0][0]:ranges[0][1]])
+    for a, b in ranges[1:]:
+        w = sum(words_of(n) for n in nodes[a:b])
+        if cw + w <= max_words:
+            cur, cw = (cur[0], b), cw + w
+        else:
+            out.append(cur)
+            cur, cw = (a, b), w
+    out.append(cur)
+    return out
+
+
+def _build(key: str, nodes: list[tuple[str, Any, bool]], media: list[Any], blobs: dict[str, bytes],
+           images: list[dict[str, Any]], doc: dict[str, Any], source: str, license: str | None) -> Any:
+    """A Sample of ``nodes``: consecutive text nodes one text part, only the media it shows."""
+    from datalake.pdf import estimate_tokens
+    from datalake.sample import Media, MediaPart, Sample, Source, TextPart
+
+    used = sorted({v for k, v, _ in nodes if k == "image"})
+    new = {old: i for i, old in enumerate(used)}
+    content: list[Any] = []
+    lines: list[str] = []
+    for kind, value, _h in nodes:
+        if kind == "text":
+            lines.append(value)
+            continue
+        if lines:
+            content.append(TextPart("\n".join(lines)))
+            lines.clear()
+        content.append(MediaPart(new[value]))
+    if lines:
+        content.append(TextPart("\n".join(lines)))
+    ms = []
+    bl = {}
+    for old in used:
+        m = media[old]
+        ext = m.name.rsplit(".", 1)[1]
+        name = f"{new[old]}.{ext}"
+        ms.append(Media(name, m.mime, m.width, m.height))
+        bl[name] = blobs[m.name]
+    text_chars = sum(len(p.text) for p in content if isinstance(p, TextPart))
+    sizes = [(ms[p.media].width, ms[p.media].height) for p in content if isinstance(p, MediaPart)]
+    d = {**doc, "words": sum(len(v.split()) for k, v, _ in nodes if k == "text"), "images": [images[i] for i in used],
+         "token_estimate": estimate_tokens(text_chars, sizes)}
+    if "chapters" in d and d["chapters"] and isinstance(d["chapters"][0], dict):
+        d["chapters"] = [{"path": c["path"], "title": c["title"]} for c in d["chapters"]]
+    return Sample(key=key, kind="interleaved", source=Source(source, license), media=tuple(ms),
+                  content=tuple(content), meta={"document": d}, blobs=bl)
 
 
 # -- EPUB ---------------------------------------------------------------------------------------------

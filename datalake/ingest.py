@@ -86,6 +86,9 @@ class IngestConfig:
     allow_empty: bool = False
     #: agent screenshots: an element box outside the image is clipped to it, dropped, or rejects the sample
     out_of_view: str = "clip"
+    #: interleaved documents (HTML, EPUB, WARC) longer than this many words become several samples,
+    #: cut at headings (``key-p00``, ``key-p01`` ...); None keeps every document whole
+    split_words: int | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
@@ -94,6 +97,8 @@ class IngestConfig:
             raise ValueError(f"ingest builds {list(INGEST_KINDS)}; kind {self.kind!r} {why}")
         if self.out_of_view not in OUT_OF_VIEW:
             raise ValueError(f"out_of_view must be one of {list(OUT_OF_VIEW)}, got {self.out_of_view!r}")
+        if self.split_words is not None and self.split_words < 10:
+            raise ValueError("split_words must be at least 10 (or None: documents stay whole)")
         if self.max_pixels < 1 or self.shard_samples < 1 or self.workers < 1:
             raise ValueError("max_pixels, shard_samples and workers must be >= 1")
 
@@ -454,7 +459,7 @@ def _read_documents(store: Store, docs: list[str]) -> Iterator[Candidate]:
         yield c
 
 
-def _document_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
+def _document_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tuple[str, str]:
     from datalake.html import HtmlError, document_sample, epub_chapters
 
     assert c.blobs is not None
@@ -479,7 +484,8 @@ def _document_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str
             read, resolve, fmt = images.read, images.resolve, "warc"
             extra = {"url": c.meta["page"], "warc": c.meta["warc"]}
         return document_sample(c.key or "doc", parts, read, source=c.uri or c.source, license=cfg.license,
-                               max_pixels=cfg.max_pixels, fmt=fmt, resolve=resolve, extra_meta=extra)
+                               max_pixels=cfg.max_pixels, fmt=fmt, resolve=resolve, extra_meta=extra,
+                               split_words=cfg.split_words)
     except HtmlError as exc:
         return (exc.reason, exc.detail)
     except SampleError as exc:
@@ -512,8 +518,9 @@ def _read_pdfs(store: Store, pdfs: list[str]) -> Iterator[Candidate]:
 # checking and building samples (runs in worker processes)
 
 
-def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
-    """A valid Sample, or (reason, detail). Never raises for bad data."""
+def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tuple[str, str]:
+    """A valid Sample (several for a document split at headings), or (reason, detail). Never
+    raises for bad data."""
     if c.error:
         return c.error
     if c.record is not None:
@@ -663,7 +670,7 @@ class _Builder:
     def __init__(self, cfg: IngestConfig) -> None:
         self.cfg = cfg
 
-    def __call__(self, c: Candidate) -> tuple[Candidate, Sample | tuple[str, str]]:
+    def __call__(self, c: Candidate) -> tuple[Candidate, Sample | list[Sample] | tuple[str, str]]:
         out = build_sample(c, self.cfg)
         # bytes travel back inside the Sample; don't ship the candidate's copy twice
         return Candidate(source=c.source, key=c.key), out
@@ -698,11 +705,15 @@ def ingest(src: str | list[str], lake: Lake, cfg: IngestConfig, *, progress: boo
         for cand, out in _ordered_map(_Builder(cfg), all_candidates(), cfg.workers):
             inputs += 1
             bar.update(1)
-            if isinstance(out, Sample) and out.key in seen:
-                out = ("duplicate_key", f"key {out.key!r} was already ingested from an earlier input")
-            if isinstance(out, Sample):
-                writer.add(out)
-                seen.add(out.key)
+            parts = out if isinstance(out, list) else [out] if isinstance(out, Sample) else None
+            if parts is not None and any(p.key in seen for p in parts):
+                dup = next(p.key for p in parts if p.key in seen)
+                out = ("duplicate_key", f"key {dup!r} was already ingested from an earlier input")
+                parts = None
+            if parts is not None:  # one input; a document split at headings is several samples
+                for p in parts:
+                    writer.add(p)
+                    seen.add(p.key)
                 ingested += 1
             else:
                 reason, detail = out

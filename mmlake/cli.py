@@ -92,11 +92,13 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.option("--dataset", required=True, help="Name of the dataset to add a version to.")
 @click.option("--kind", default="caption", show_default=True,
               type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text", "agent"]),
-              help="Sample kind: image+text pairs (caption, ocr, knowledge), PDFs, HTML pages and EPUB books (interleaved), images alone "
+              help="Sample kind: image+text pairs (caption, ocr, knowledge), PDFs, HTML pages, EPUB books and WARC crawls (interleaved), images alone "
                    "(image: no caption needed), text alone (text: .txt/.md files or a table's text column), "
                    "screenshots with element .json side files (agent).")
 @click.option("--out-of-view", type=click.Choice(["clip", "drop", "reject"]), default="clip", show_default=True,
               help="--kind agent: an element box leaving the screenshot is clipped, dropped, or rejects the sample.")
+@click.option("--split-words", type=int, default=None,
+              help="--kind interleaved: cut documents longer than this many words at headings (key-p00, -p01 ...).")
 @lake_option
 @click.option("--workers", default=2, show_default=True, help="Processes that decode-check images.")
 @click.option("--max-pixels", default=100_000_000, show_default=True, help="Reject larger images (bombs).")
@@ -111,13 +113,13 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_user_errors
 def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str, out_of_view: str,
-               lake: str | None, workers: int,
+               split_words: int | None, lake: str | None, workers: int,
                max_pixels: int, shard_samples: int, image_column: str | None, caption_column: str | None,
                key_column: str | None, license_: str | None, no_register: bool, allow_empty: bool,
                as_json: bool) -> None:
-    """Ingest SRC (folders in img2dataset layout, folders of PDFs / HTML pages / EPUB books,
-    JSONL/Parquet tables, WebDataset tars) as a new version of --dataset. Every input is either ingested or rejected with a reason (rejects table
-    beside the manifest). Several SRCs: keys are prefixed with their input's name, so equal keys
+    """Ingest SRC (folders in img2dataset layout, folders of PDFs / HTML pages / EPUB books / WARC
+    crawls, JSONL/Parquet tables, WebDataset tars) as a new version of --dataset. Every input is
+    either ingested or rejected with a reason (rejects table beside the manifest). Several SRCs: keys are prefixed with their input's name, so equal keys
     of two inputs never collide. Keeping none of the inputs is an error (exit 1, nothing
     registered) unless --allow-empty."""
     from datalake.ingest import IngestConfig, ingest
@@ -126,7 +128,8 @@ def ingest_cmd(ctx: click.Context, src: tuple[str, ...], dataset: str, kind: str
     settings = _settings(ctx).with_lake(lake)
     cfg = IngestConfig(dataset=dataset, kind=kind, max_pixels=max_pixels, shard_samples=shard_samples,
                        workers=workers, image_column=image_column, caption_column=caption_column,
-                       key_column=key_column, license=license_, allow_empty=allow_empty, out_of_view=out_of_view)
+                       key_column=key_column, license=license_, allow_empty=allow_empty, out_of_view=out_of_view,
+                       split_words=split_words)
     if no_register:
         result = ingest(list(src), settings.open_lake(), cfg, progress=None if not as_json else False)
         out = result.to_json()
@@ -899,7 +902,8 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
         hsum = run_pipeline(dataclasses.replace(hspec, inputs=(str(docs),)), lake, client, progress=False)
         ing = hsum.get("ingest") or {}
         click.echo(f"[8/8] interleaved documents from {docs}: {ing.get('inputs', 0)} pages, all in source DOM order "
-                   f"({ing.get('ingested', 0)} ingested, rejected {ing.get('rejected') or {}}); pipeline "
+                   f"({ing.get('ingested', 0)} ingested, rejected {ing.get('rejected') or {}}), "
+                   f"{hsum['samples_in']} documents after cutting long pages at headings; pipeline "
                    f"{hspec.name}: kept {hsum['kept']}, filtered {hsum['filtered']}, duplicates {hsum['duplicates']} "
                    f"-> {hsum['output']}")
         problems = problems + ([] if hsum["kept"] else ["interleaved documents"])

@@ -310,10 +310,15 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     def resolve(ref: str, for_read: bool = True) -> dict[str, Any]:
         import warnings
 
+        from registry.types import DeprecatedVersionWarning
+
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             info = reg.resolve(ref, for_read=for_read)
-        return {**info.to_json(), "warnings": [str(w.message) for w in caught]}
+        # the record is process-wide: a ResourceWarning of another thread's garbage (an unclosed
+        # socket) lands in it too, and was once sent to the client as a deprecation
+        return {**info.to_json(), "warnings": [str(w.message) for w in caught
+                                               if issubclass(w.category, DeprecatedVersionWarning)]}
 
     @route("GET", "/versions/{ref}", "read")
     def get_version(ref: str) -> dict[str, Any]:

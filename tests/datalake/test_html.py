@@ -239,3 +239,27 @@ def test_ingest_warc_pages_with_their_images(tmp_path: Path) -> None:
     raw = (crawl / "crawl.warc.gz").read_bytes()[d["warc"]["offset"]:d["warc"]["offset"] + d["warc"]["length"]]
     assert b"First crawled paragraph." in warc_record_payload(raw)
     assert "Only text lives here" in docs["example_org-docs-two_html"].content[0].text  # type: ignore[union-attr]
+
+
+def test_long_document_split_at_headings_loses_nothing() -> None:
+    """The SQLite SELECT page (> 5,000 words) with split_words=1500: parts cut before headings,
+    none over the limit unless one paragraph is, and together exactly the whole document."""
+    from datalake.html import _HEADINGS
+
+    raw = (DOCS / "lang_select.html").read_bytes()
+    read = _read(DOCS)
+    whole = document_sample("sel", [("lang_select.html", raw)], read, source="x")
+    parts = document_sample("sel", [("lang_select.html", raw)], read, source="x", split_words=1500)
+    assert isinstance(parts, list) and len(parts) >= 4
+    assert [p.key for p in parts] == [f"sel-p{j:02d}" for j in range(len(parts))]
+    lines = [x for s in parts for p in s.content if isinstance(p, TextPart) for x in p.text.split("\n")]
+    assert lines == [x for p in whole.content if isinstance(p, TextPart) for x in p.text.split("\n")]
+    assert sum(p.meta["document"]["words"] for p in parts) == whole.meta["document"]["words"]
+    headings = {t for _k, t, tag in extract_html(raw).nodes if tag in _HEADINGS}
+    for j, p in enumerate(parts):
+        d = p.meta["document"]
+        assert d["part"] == {"index": j, "of": len(parts), "nodes": d["part"]["nodes"], "split_at": "headings"}
+        assert 0 < d["words"] <= 1500  # no paragraph of this page is longer than the limit
+        if j:  # every later part begins at a section heading
+            first = next(q for q in p.content if isinstance(q, TextPart)).text.split("\n")[0]
+            assert first in headings, first
