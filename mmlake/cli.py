@@ -370,7 +370,39 @@ def _gui_summary(stats: dict[str, int]) -> str:
 
 @main.group("documents")
 def documents_group() -> None:
-    """Long documents (PDFs ingested as interleaved samples)."""
+    """Long documents (PDFs, HTML, EPUB, WARC ingested as interleaved samples; documents
+    assembled from caption data)."""
+
+
+@documents_group.command("assemble")
+@click.argument("ref")
+@click.option("--dataset", required=True, help="Dataset to write the assembled documents to.")
+@click.option("--group-by", type=click.Choice(["source", "tag"]), default="source", show_default=True,
+              help="Which caption samples belong together: the same source folder, or the same first tag.")
+@click.option("--min-images", default=2, show_default=True, help="Fewest image-caption pairs in a document.")
+@click.option("--max-images", default=6, show_default=True, help="Most image-caption pairs in a document.")
+@click.option("--seed", default=0, show_default=True, help="Seeds each group's document lengths.")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def documents_assemble_cmd(ctx: click.Context, ref: str, dataset: str, group_by: str, min_images: int,
+                           max_images: int, seed: int, lake: str | None, as_json: bool) -> None:
+    """Assemble multi-image interleaved documents from the caption samples of version REF that
+    belong together (image, caption, image, caption ...), marked synthetic, as a new version of
+    --dataset with REF as its lineage input; inputs not used are counted by reason.
+
+    \b
+    mmlake documents assemble captions@latest --dataset caption-documents --group-by source
+    """
+    from datalake.assemble import assemble_documents
+
+    settings = _settings(ctx).with_lake(lake)
+    out = assemble_documents(settings.registry_client(), settings.open_lake(), ref, dataset, by=group_by,
+                             min_images=min_images, max_images=max_images, seed=seed)
+    _emit(as_json, out, lambda: click.echo(
+        f"{out['inputs']} caption samples -> {out['documents']} documents of {out['images']} images -> "
+        f"{out['output']} (run {out['run']}); left out {out['left_out'] or 'none'}"))
 
 
 @documents_group.command("pages")
