@@ -199,9 +199,9 @@ def perform(page: Any, device: Device, action: str, point: tuple[float, float] |
         page.goto(args["url"])
     else:
         raise ValueError(f"cannot perform {action!r}")
+    quiesce(page)  # first: an input event sent while a link's navigation starts can hang (seen in CI)
     if not device.mobile:
         page.mouse.move(0, 0)
-    quiesce(page)
 
 
 def quiesce(page: Any) -> None:
