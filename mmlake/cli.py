@@ -848,12 +848,12 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/8] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/9] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/8] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/9] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
@@ -864,13 +864,13 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
 
     spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
     summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
-    click.echo(f"[3/8] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+    click.echo(f"[3/9] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
                f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
                f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[4/8] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/9] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
     from loader import LoaderConfig, SourceSpec, build_loader
@@ -886,7 +886,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     again.load_state_dict(state)
     resumed = [_batch_sig(b) for _, b in zip(range(2), again, strict=False)]
     m = ld.metrics()
-    click.echo(f"[5/8] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
+    click.echo(f"[5/9] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
                f"{', '.join(f'{k.split(chr(64))[0]} {v:.2f}' for k, v in m['mixture'].items())}; state "
                f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
                f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
@@ -904,7 +904,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     pages = list(lake.open_version(ocr_set.to_json()["output"].split("@")[0]))
     errs = [cer(stage.map(p).meta["ocr"]["0.jpg"]["text"], p.content[-1].text) for p in pages]
     skipped = {**ocr_set.skipped, **know.skipped}
-    click.echo(f"[6/8] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
+    click.echo(f"[6/9] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
                f"{ocr_set.to_json()['output']}, {know.samples} knowledge QA ({', '.join(know.per_generator)}) -> "
                f"{know.to_json()['output']}; rapidocr on the clean pages: CER {100 * sum(errs) / len(errs):.2f}% "
                f"against the exact ground truth" + (f"; skipped {skipped}" if skipped else ""))
@@ -919,11 +919,11 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
                        options={"pages": str(docs), "platforms": ["desktop"]}) if docs.is_dir() else None)
     for name, res in (("generated pages", gui), ("sqlite3-doc pages", gdocs)):
         if res is None:
-            click.echo(f"[7/8] GUI agent data on {name}: skipped ({docs} missing: apt-get install sqlite3-doc)")
+            click.echo(f"[7/9] GUI agent data on {name}: skipped ({docs} missing: apt-get install sqlite3-doc)")
             continue
         st = res.stats
         hit, missed = st.get("targets", 0), st.get("elements.rejected.click_missed", 0)
-        click.echo(f"[7/8] GUI agent data on {name}: {res.samples} samples -> {res.to_json()['output']}; click "
+        click.echo(f"[7/9] GUI agent data on {name}: {res.samples} samples -> {res.to_json()['output']}; click "
                    f"verification {100 * hit / max(1, hit + missed):.1f}% ({hit} of {hit + missed} clicks hit their "
                    f"element); {gui_summary(st)}")
         problems = problems + ([] if hit and res.samples else [f"GUI data on {name}"])
@@ -933,14 +933,23 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
         hspec = load_spec(Path(pipelines.__file__).parent / "specs" / "html-documents.yaml")
         hsum = run_pipeline(dataclasses.replace(hspec, inputs=(str(docs),)), lake, client, progress=False)
         ing = hsum.get("ingest") or {}
-        click.echo(f"[8/8] interleaved documents from {docs}: {ing.get('inputs', 0)} pages, all in source DOM order "
+        click.echo(f"[8/9] interleaved documents from {docs}: {ing.get('inputs', 0)} pages, all in source DOM order "
                    f"({ing.get('ingested', 0)} ingested, rejected {ing.get('rejected') or {}}), "
                    f"{hsum['samples_in']} documents after cutting long pages at headings; pipeline "
                    f"{hspec.name}: kept {hsum['kept']}, filtered {hsum['filtered']}, duplicates {hsum['duplicates']} "
                    f"-> {hsum['output']}")
         problems = problems + ([] if hsum["kept"] else ["interleaved documents"])
     else:
-        click.echo(f"[8/8] interleaved documents: skipped ({docs} missing: apt-get install sqlite3-doc)")
+        click.echo(f"[8/9] interleaved documents: skipped ({docs} missing: apt-get install sqlite3-doc)")
+    # template QA over the knowledge and GUI data just made: answers computed from their ground truth
+    qspec = load_spec(Path(pipelines.__file__).parent / "specs" / "qa-template.yaml")
+    qsum = run_pipeline(qspec, lake, client, progress=False)
+    qa_out = list(lake.open_version(qsum["output"].split("@")[0]))
+    n_q = sum(len(s.meta["qa"]["facts"]) for s in qa_out)
+    kinds = sorted({f["fact"].split(":")[0].split(".")[0] for s in qa_out for f in s.meta["qa"]["facts"]})
+    click.echo(f"[9/9] template QA from exact ground truth: {qsum['samples_in']} seeds -> {qsum['kept']} QA samples, "
+               f"{n_q} questions ({', '.join(kinds)}), filtered {qsum['filtered']} -> {qsum['output']}")
+    problems = problems + ([] if qsum["kept"] else ["template QA"])
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:

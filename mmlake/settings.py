@@ -18,6 +18,10 @@ MMLAKE_S3_MAX_RETRIES  s3_max_retries           8
 MMLAKE_OPENLINEAGE     openlineage              none (a .jsonl path or an http(s) endpoint)
 MMLAKE_REGISTRY_READS  registry_reads           open (or "token": reading needs a token)
 MMLAKE_TOKEN           --                       API token for an http(s) registry
+MMLAKE_QA_BASE_URL     qa_base_url              none (an OpenAI-compatible server, e.g. http://host:8000/v1)
+MMLAKE_QA_MODEL        qa_model                 none (the model name that server serves)
+MMLAKE_QA_RPS          qa_rps                   none (requests/s to it, per node)
+MMLAKE_QA_API_KEY      --                       its API key, where it needs one (never in a spec)
 =====================  =======================  ==========================================
 """
 
@@ -33,7 +37,8 @@ from typing import Any
 __all__ = ["Settings", "load_settings"]
 
 _KEYS = {"lake": str, "registry": str, "s3_endpoint": str, "s3_region": str, "s3_rate_limit": float,
-         "s3_max_retries": int, "openlineage": str, "registry_reads": str}
+         "s3_max_retries": int, "openlineage": str, "registry_reads": str, "qa_base_url": str, "qa_model": str,
+         "qa_rps": float}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Settings:
     s3_max_retries: int | None = None
     openlineage: str | None = None
     registry_reads: str = "open"
+    qa_base_url: str | None = None
+    qa_model: str | None = None
+    qa_rps: float | None = None
     config_file: str | None = None
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ from datalake.shards import ShardInfo, ShardReader, ShardWriter, decode_members
 from datalake.stats import VersionStats
 from datalake.store import open_store
 from pipelines.sources import FILTERED_REASONS
-from pipelines.stage import DedupeStage, FilterStage, MapStage, Reject, Stage, build_stage
+from pipelines.stage import TASK_LAKE, DedupeStage, FilterStage, MapStage, Reject, Stage, build_stage
 
 __all__ = ["TaskSpec", "run_task", "read_range", "MAX_CONSECUTIVE_ERRORS", "marker_path"]
 
@@ -118,7 +118,11 @@ def run_task(t: TaskSpec) -> dict[str, Any]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _run_task(t)
+        token = TASK_LAKE.set(t.lake_uri)
+        try:
+            result = _run_task(t)
+        finally:
+            TASK_LAKE.reset(token)
     if caught:
         counts: dict[str, int] = dict(result.get("warnings") or {})
         for w in caught:

@@ -22,13 +22,18 @@ import dataclasses
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from datalake.sample import Sample
 
 __all__ = ["Stage", "MapStage", "FilterStage", "DedupeStage", "Reject", "register", "STAGES", "build_stage",
-           "SpecError", "Record"]
+           "SpecError", "Record", "TASK_LAKE"]
+
+#: the lake URI of the task running in this context (set by ``pipelines.execute``): where a stage
+#: keeps what its workers share, e.g. the QA request cache
+TASK_LAKE: ContextVar[str | None] = ContextVar("mmlake_task_lake", default=None)
 
 
 class SpecError(ValueError):

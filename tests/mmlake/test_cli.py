@@ -109,14 +109,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     res = runner.invoke(main, ["demo", "--samples", "12"])
     assert res.exit_code == 0, res.output
     assert "ingested 12, rejected 6" in res.output and "shard(s): OK" in res.output
-    assert "[5/8] loader:" in res.output and "identical batches" in res.output
-    assert "[6/8] synthetic data: 6 OCR pages (text, text-cjk, handwriting) -> synth-ocr@1" in res.output
+    assert "[5/9] loader:" in res.output and "identical batches" in res.output
+    assert "[6/9] synthetic data: 6 OCR pages (text, text-cjk, handwriting) -> synth-ocr@1" in res.output
     assert "8 knowledge QA (geometry, chart, table, html-table) -> synth-knowledge@1" in res.output
-    assert "skipped" not in res.output.split("[6/8]")[1].split("[7/8]")[0]
-    gui = [ln for ln in res.output.splitlines() if ln.startswith("[7/8] GUI agent data")]
+    assert "skipped" not in res.output.split("[6/9]")[1].split("[7/9]")[0]
+    gui = [ln for ln in res.output.splitlines() if ln.startswith("[7/9] GUI agent data")]
     assert len(gui) == 2 and all(float(ln.split("click verification ")[1].split("%")[0]) >= 99.0 for ln in gui), gui
-    docs = [ln for ln in res.output.splitlines() if ln.startswith("[8/8] interleaved documents")]
+    docs = [ln for ln in res.output.splitlines() if ln.startswith("[8/9] interleaved documents")]
     assert len(docs) == 1 and "all in source DOM order" in docs[0] and "rejected {}" in docs[0], docs
+    qa = [ln for ln in res.output.splitlines() if ln.startswith("[9/9] template QA")]
+    assert len(qa) == 1 and "25 seeds -> 25 QA samples" in qa[0] and "chart" in qa[0] and "gui" in qa[0], qa
     cer_pct = float(res.output.split("CER ")[1].split("%")[0])
     assert cer_pct <= 2.0, res.output
     peek = runner.invoke(main, ["loader", "peek", "demo-shapes@latest=1", "--seq-len", "1024", "--batches", "1",
