@@ -76,6 +76,9 @@ class VersionStats:
     page_tokens: Histogram = field(default_factory=lambda: Histogram(PAGE_TOKENS_EDGES))
     ocr_pages: int = 0
     ocr_confidence: Histogram = field(default_factory=lambda: Histogram(CONFIDENCE_EDGES))
+    #: parts removed from kept samples, by reason: text nodes (``meta.dropped_nodes``, e.g.
+    #: ``node_too_few_words``) and media (``meta.dropped_parts``, e.g. ``too_small``, ``repeated_image``)
+    parts_dropped: Counter[str] = field(default_factory=Counter)
 
     _HISTS = ("width", "height", "aspect", "text_length", "media_size", "pages", "page_tokens", "ocr_confidence")
 
@@ -101,6 +104,12 @@ class VersionStats:
             self.pages.add(doc["pages"])
             for t in doc.get("tokens_per_page") or ():
                 self.page_tokens.add(t)
+        nodes = s.meta.get("dropped_nodes")
+        if isinstance(nodes, dict):
+            self.parts_dropped.update({f"node: {r}": int(n) for r, n in nodes.items() if isinstance(n, int) and n})
+        for d in s.meta.get("dropped_parts") or ():
+            if isinstance(d, dict) and d.get("reason"):
+                self.parts_dropped[f"image: {d['reason']}"] += 1
         ocr = s.meta.get("ocr")
         if isinstance(ocr, dict):
             for page in ocr.values():
@@ -118,6 +127,7 @@ class VersionStats:
         self.ocr_pages += other.ocr_pages
         self.kinds.update(other.kinds)
         self.mimes.update(other.mimes)
+        self.parts_dropped.update(other.parts_dropped)
         for h in self._HISTS:
             getattr(self, h).merge(getattr(other, h))
         return self
@@ -128,6 +138,7 @@ class VersionStats:
             "text_chars": self.text_chars, "synthetic": self.synthetic, "documents": self.documents,
             "ocr_pages": self.ocr_pages,
             "kinds": dict(sorted(self.kinds.items())), "mimes": dict(sorted(self.mimes.items())),
+            "parts_dropped": dict(sorted(self.parts_dropped.items())),
             **{h: getattr(self, h).to_json() for h in self._HISTS},
         }
 
@@ -136,5 +147,5 @@ class VersionStats:
         # versions written before a field existed read it as empty
         return cls(samples=d["samples"], media=d["media"], media_bytes=d["media_bytes"],
                    text_chars=d["text_chars"], synthetic=d.get("synthetic", 0), kinds=Counter(d["kinds"]),
-                   mimes=Counter(d["mimes"]), documents=d.get("documents", 0), ocr_pages=d.get("ocr_pages", 0),
+                   mimes=Counter(d["mimes"]), parts_dropped=Counter(d.get("parts_dropped") or {}), documents=d.get("documents", 0), ocr_pages=d.get("ocr_pages", 0),
                    **{h: Histogram.from_json(d[h]) if h in d else Histogram(_NEW_EDGES[h]) for h in cls._HISTS})

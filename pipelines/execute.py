@@ -160,11 +160,19 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
                                      "source", s.reason, s.detail, None, None))
             continue
         n_in += 1
+        current = s
         if s.key in t.drop:
             outcome, stage, reason, detail, dup_of = t.drop[s.key]
-            outcomes.append(_row(s.key, t.input_ref, outcome, stage, reason, detail, dup_of, None))
-            continue
-        current = s
+            if outcome != "prune":
+                outcomes.append(_row(s.key, t.input_ref, outcome, stage, reason, detail, dup_of, None))
+                continue
+            from pipelines.stages.interleaved import prune_images  # parts a global stage removes
+
+            pruned = prune_images(s, set(dup_of), stage)
+            if pruned is None:
+                outcomes.append(_row(s.key, t.input_ref, "filtered", stage, "only_repeated_images", detail, None, None))
+                continue
+            current = pruned
         try:
             for i in t.segment:
                 st = stages[i]

@@ -320,6 +320,20 @@ def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], 
     for i in block:
         st = stages[i]
         stage_spec = spec.stages[i]
+        if getattr(st, "prunes_parts", False):  # counted here, applied as part removals by the next pass
+            own = [n for n in sorted(alive) if n < n_own]
+            over, seen = st.over_limit(everyone[n][3].get(st.name) for n in own)
+            pruned = 0
+            for n in own:
+                hit = sorted(set(everyone[n][3].get(st.name) or ()) & over)
+                if hit:
+                    pruned += 1
+                    decisions.setdefault(everyone[n][0], {})[everyone[n][1]] = (
+                        "prune", st.name, "repeated_image", f"{len(hit)} image(s) in more than "
+                        f"{st.config.max_documents} documents", tuple(hit))
+            cluster_stats[st.name] = {"repeated_images": len(over), "documents_pruned": pruned,
+                                      "most_repeated": max(seen.values(), default=0)}
+            continue
         records = [rec for n in sorted(alive) if everyone[n][3].get(st.name) is not None
                    for rec in st.band_records(n, everyone[n][3][st.name])]
         pairs = runner.find_pairs(stage_spec, records)

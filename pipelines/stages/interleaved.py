@@ -14,15 +14,17 @@ document (``image_filter: {min_side: 150, max_aspect: 2}`` for OBELICS' image th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from datalake.sample import Sample, TextPart
-from pipelines.stage import FilterStage, register
+from datalake.sample import Sample, TextPart, drop_media
+from pipelines.stage import DedupeStage, FilterStage, Record, register
 from pipelines.text import words as split_words
 
-__all__ = ["InterleavedFilter", "NODE_REASONS"]
+__all__ = ["InterleavedFilter", "RepeatedImages", "NODE_REASONS", "image_digest", "prune_images"]
 
 NODE_REASONS = ("node_too_few_words", "node_too_many_words", "node_repetitive", "node_special_characters")
 
@@ -125,3 +127,66 @@ class InterleavedFilter(FilterStage):
         meta = dict(sample.meta)
         meta["dropped_nodes"] = scores["dropped_nodes"]
         return dataclasses.replace(sample, content=tuple(content), meta=meta)
+
+
+def image_digest(data: bytes) -> str:
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16]
+
+
+@register
+class RepeatedImages(DedupeStage):
+    """Images repeated across documents -- logos, banners, navigation icons, a site's badges --
+    removed from every document once they appear in more than ``max_documents`` documents
+    (OBELICS: 10); the documents keep their text and their other images.
+
+    A global stage like the dedupe stages (it cuts the pipeline into passes): each document's
+    signature is the set of its images' content digests; the driver counts the documents per
+    digest over the whole input and sends each affected document's digests to the next pass,
+    which removes those images (``meta.dropped_parts``, reason ``repeated_image``). Its counts
+    (images over the limit, documents pruned, the most repeated image's count) are the run's
+    ``counts.clusters.repeated_images``. A document left with neither text nor images is
+    filtered as ``only_repeated_images``."""
+
+    name = "repeated_images"
+    #: counted by the driver and applied as part removals, not clustered into duplicates
+    prunes_parts: ClassVar[bool] = True
+
+    @dataclass(frozen=True)
+    class Config:
+        max_documents: int = 10
+
+        def __post_init__(self) -> None:
+            if self.max_documents < 1:
+                raise ValueError(f"max_documents must be >= 1, got {self.max_documents}")
+
+    def signature(self, sample: Sample) -> Any:
+        if sample.kind != "interleaved" or not sample.media:
+            return None
+        return sorted({image_digest(sample.blobs[m.name]) for m in sample.media if m.name in sample.blobs})
+
+    def band_records(self, item: int, sig: Any) -> Iterable[Record]:
+        return ()  # never paired: the driver counts digests
+
+    def verify(self, a: Any, b: Any) -> bool:
+        return False
+
+    def over_limit(self, sigs: Iterable[Any]) -> tuple[set[str], Counter[str]]:
+        """The digests in more than ``max_documents`` of these signatures, and every count."""
+        seen: Counter[str] = Counter(h for sig in sigs if sig for h in set(sig))
+        return {h for h, n in seen.items() if n > self.config.max_documents}, seen
+
+
+def prune_images(sample: Sample, digests: set[str], stage: str) -> Sample | None:
+    """``sample`` without its images whose digest is in ``digests`` (recorded in
+    ``meta.dropped_parts``); None where nothing would be left of it."""
+    drop = {i for i, m in enumerate(sample.media) if m.name in sample.blobs
+            and image_digest(sample.blobs[m.name]) in digests}
+    if not drop:
+        return sample
+    if len(drop) == len(sample.media) and not sample.text().strip():
+        return None
+    meta = dict(sample.meta)
+    meta["dropped_parts"] = [*meta.get("dropped_parts", ()),
+                             *({"stage": stage, "media": sample.media[i].name, "reason": "repeated_image"}
+                               for i in sorted(drop))]
+    return dataclasses.replace(drop_media(sample, drop), meta=meta)

@@ -127,6 +127,11 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
         if st.get("ocr_pages"):
             charts.append(histogram_chart(st.get("ocr_confidence"), f"OCR confidence ({st['ocr_pages']} OCRed pages)",
                                           chart_id="chart-ocr-confidence"))
+        dropped = st.get("parts_dropped") or {}
+        if dropped:  # what filters removed from documents they kept (text nodes, images), by reason
+            top = sorted(dropped.items(), key=lambda kv: -kv[1])
+            charts.append(bar_chart([k for k, _ in top], [v for _, v in top], "parts removed from kept documents",
+                                    chart_id="chart-parts-dropped", horizontal=True))
         funnel = funnel_from_counts(run.counts) if run else []
         if not funnel and info.rejects:
             funnel = [("inputs", info.samples + info.rejects["count"])] + \

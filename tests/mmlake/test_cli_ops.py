@@ -59,6 +59,14 @@ def test_rejects_of_a_pipeline_output_human_and_json(tmp_path: Path) -> None:
     codes = [subprocess.run([sys.executable, "-m", "mmlake.cli", "datalake", "rejects", "c@latest", "--json"],
                             env={**os.environ, **env}, capture_output=True).returncode for _ in range(8)]
     assert codes == [0] * 8
+    # the console entry leaves through os._exit after Python's shutdown: codes, messages and
+    # whole outputs still come through
+    bad = subprocess.run([sys.executable, "-m", "mmlake.cli", "datasets", "show", "nope@1"],
+                         env={**os.environ, **env}, capture_output=True, text=True)
+    assert bad.returncode == 2 and "'nope' is not registered" in bad.stderr
+    full = subprocess.run([sys.executable, "-m", "mmlake.cli", "datalake", "rejects", "c@latest", "--json", "-n", "0"],
+                          env={**os.environ, **env}, capture_output=True, text=True)
+    assert json.loads(full.stdout)["total"] == doc["total"]
     assert "filtered:text_filter:too_few_words" in CliRunner(env=env).invoke(
         main, ["datalake", "rejects", "c@latest", "--reason", "too_few_words"]).output
 

@@ -51,6 +51,13 @@ def test_stage_contract(name: str) -> None:
         # scores never depend on thresholds: a differently configured stage scores the same
         other = build_stage(name, {f.name: f.default for f in dataclasses.fields(cls.Config)})
         assert [other.score(s) for s in items] == scores
+    elif getattr(st, "prunes_parts", False):  # counted by the driver: images in too many documents
+        assert isinstance(st, DedupeStage)
+        docs = [dataclasses.replace(s, kind="interleaved") for s in items]
+        sigs = st.signatures(docs + [docs[0]] * 20)
+        over, seen = st.over_limit(sigs)
+        assert over == set(sigs[0]) and seen[sigs[0][0]] == 21 and all(seen[sig[0]] == 1 for sig in sigs[1:4])
+        assert st.signature(items[0]) is None  # only interleaved documents
     else:
         assert isinstance(st, DedupeStage)
         if name == "dedupe_text":  # caption pairs are left to the image dedupe unless asked

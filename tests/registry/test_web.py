@@ -250,3 +250,32 @@ def test_agent_samples_show_elements_targets_and_trajectory_steps(browser, site,
     assert "Thought" in card.inner_text() or "I see" in card.inner_text()
     shot(page, "agent-trajectory", request)
     page.close()
+
+
+def test_version_page_charts_the_parts_removed_from_kept_documents(browser, site) -> None:  # type: ignore[no-untyped-def]
+    """HTML pages through the html-documents pipeline: the text nodes and images its filters took
+    out of the documents they kept are a chart of the version, by reason."""
+    import yaml
+
+    from pipelines.run import run_pipeline
+    from pipelines.spec import parse_spec
+    from tests.datalake.test_html import TRAPS, png
+
+    url, world = site
+    pages = world.tmp / "pages"
+    (pages / "img").mkdir(parents=True)
+    (pages / "img" / "a.png").write_bytes(png(300, 200, (200, 0, 0)))
+    (pages / "img" / "lazy.png").write_bytes(png(320, 240, (0, 150, 0)))
+    (pages / "img" / "pixel.gif").write_bytes(png(1, 1, (255, 255, 255)))
+    (pages / "traps.html").write_text(TRAPS.replace("../pages/img/", "img/"))
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines/specs/html-documents.yaml").read_text())
+    out = run_pipeline(parse_spec({**spec, "input": str(pages), "runner_options": {"workers": 1}}), world.lake,
+                       world.reg, progress=False)
+    stats = world.reg.get_version(out["output"]).stats
+    page = browser.new_page()
+    page.goto(f"{url}/datasets/html-documents/{out['output'].split('@')[1]}")
+    bars = {b.get_attribute("data-label"): b.get_attribute("data-value")
+            for b in page.locator("#chart-parts-dropped rect.bar").all()}
+    assert bars and {k: float(v) for k, v in bars.items()} == {k: float(v) for k, v in stats["parts_dropped"].items()}
+    assert float(bars["image: too_small"]) >= 1 and float(bars["node: node_too_few_words"]) >= 5
+    page.close()
