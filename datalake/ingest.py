@@ -37,6 +37,7 @@ from datalake.media import IMAGE_EXTS, MediaError, probe_image
 from datalake.sample import KINDS, Media, MediaPart, Sample, SampleError, Source, TextPart
 from datalake.store import ObjectNotFound, Store, StoreError, open_store
 from datalake.version import Lake, validate_name
+from datalake.video import VIDEO_EXTS, VIDEO_MIME, VIDEO_REJECT_REASONS
 
 __all__ = ["IngestConfig", "IngestResult", "Candidate", "ingest", "REJECT_REASONS", "INGEST_KINDS", "EmptyIngest"]
 
@@ -46,12 +47,13 @@ REJECT_REASONS = (
     "undecodable_image", "missing_image", "missing_caption", "invalid_json", "non_utf8_text",
     "invalid_record", "duplicate_key", "unsupported_uri", "unreadable_source", "ambiguous_media",
     "unreadable_tar", "unparsable_html", "too_deep", "order_mismatch", "no_text", "unreadable_epub", "unreadable_warc",
+    *(r for r in VIDEO_REJECT_REASONS if r != "empty_file"),
 )
 _TEXT_EXTS = ("txt", "caption")
 #: inputs that other pipelines will take, rejected with a pointer instead of "missing_image"
 NO_INGEST_PATH = {
-    **{e: "video files have no ingest path yet (video data: probing, shots and clips; see the video issue)"
-       for e in ("mp4", "mkv", "webm", "mov", "avi", "m4v", "mpg", "mpeg", "ogv")},
+    **{e: "videos: ingest the folder with --kind video (probed, then shots, keyframes and captions in a pipeline)"
+       for e in VIDEO_EXTS},
     **{e: "HTML pages are documents: ingest the folder with --kind interleaved (text and images in page order)"
        for e in ("html", "htm", "xhtml")},
     "epub": "EPUB books are documents: ingest the folder with --kind interleaved (chapters in spine order)",
@@ -65,7 +67,7 @@ _BAD_KEY_CHARS = re.compile(r"[^A-Za-z0-9_\-]")
 #: what ingest builds: image+text pairs (caption, ocr, knowledge), documents (interleaved: PDFs, HTML pages, EPUB books),
 #: images alone (``image``: caption samples without text yet, for OCR, captioning or dedupe) and
 #: text alone (``text``: .txt/.md files, or a table's text column)
-INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text", "agent")
+INGEST_KINDS = ("caption", "ocr", "knowledge", "interleaved", "image", "text", "agent", "video")
 #: what ``--kind agent`` does with an element box that leaves the screenshot
 OUT_OF_VIEW = ("clip", "drop", "reject")
 
@@ -89,6 +91,9 @@ class IngestConfig:
     #: interleaved documents (HTML, EPUB, WARC) longer than this many words become several samples,
     #: cut at headings (``key-p00``, ``key-p01`` ...); None keeps every document whole
     split_words: int | None = None
+    #: videos (``--kind video``): probing one file may take at most this long (a pathological
+    #: file is rejected as ``video_timeout``, never a stalled worker)
+    video_time_limit_s: float = 60.0
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
@@ -181,10 +186,12 @@ def _read_folder(store: Store, files: list[str], kind: str = "caption") -> Itera
         members = groups[stem]
         key = _safe_key(stem.rsplit("/", 1)[-1] if use_base else stem)
         c = Candidate(source=store.url(stem), key=key)
-        images = [members[e] for e in members if e in IMAGE_EXTS]
+        media_exts = VIDEO_MIME if kind == "video" else IMAGE_EXTS
+        images = [members[e] for e in members if e in media_exts]
         try:
             if len(images) > 1:
-                c.error = ("ambiguous_media", f"several images share the stem: {sorted(images)}")
+                what = "videos" if kind == "video" else "images"
+                c.error = ("ambiguous_media", f"several {what} share the stem: {sorted(images)}")
             elif images:
                 c.image_name, c.image = images[0], store.read(images[0])
                 c.uri = store.url(images[0])
@@ -202,7 +209,7 @@ def _read_folder(store: Store, files: list[str], kind: str = "caption") -> Itera
                     c.error = c.error or ("invalid_json", f"{members['json']}: {exc}")
                 else:
                     _apply_sidecar(c, doc)
-            unknown = [m for e, m in members.items() if e not in IMAGE_EXTS and e not in _TEXT_EXTS and e != "json"]
+            unknown = [m for e, m in members.items() if e not in media_exts and e not in _TEXT_EXTS and e != "json"]
             if kind == "text":
                 if "md" in members and c.caption is None:
                     c.caption = store.read(members["md"])
@@ -210,7 +217,10 @@ def _read_folder(store: Store, files: list[str], kind: str = "caption") -> Itera
                     c.error = ("missing_caption", f"no text file (.txt, .md) for stem {stem!r}")
                 yield c
                 continue
-            blocked = [e for e in members if e in NO_INGEST_PATH]
+            blocked = [e for e in members if e in NO_INGEST_PATH and e not in media_exts]
+            if kind == "video" and not images and not c.error:
+                c.error = ("missing_image", f"no video file ({', '.join('.' + e for e in VIDEO_EXTS)}) for stem "
+                                            f"{stem!r} (found {sorted(members.values())})")
             if not images and blocked and not c.error:
                 c.error = ("unsupported_format", f"{members[blocked[0]]}: {NO_INGEST_PATH[blocked[0]]}")
             if not images and not c.error:
@@ -542,6 +552,8 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tup
             return ("invalid_record", str(exc))
     if cfg.kind == "text":
         return _text_sample(c, cfg)
+    if cfg.kind == "video":
+        return _video_sample(c, cfg)
     assert c.key is not None and c.image is not None
     try:
         info = probe_image(c.image, max_pixels=cfg.max_pixels)
@@ -572,6 +584,37 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tup
         return Sample(key=c.key, kind="caption" if cfg.kind == "image" else cfg.kind,  # type: ignore[arg-type]
                       source=Source(uri=c.uri or c.source, license=c.license or cfg.license),
                       media=(Media(name, info.mime, info.width, info.height),),
+                      content=(MediaPart(0), TextPart(caption)) if caption else (MediaPart(0),), meta=meta,
+                      blobs={name: c.image})
+    except SampleError as exc:
+        return ("invalid_record", str(exc))
+
+
+def _video_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
+    """A ``video`` sample: the file in original bytes, probed (container, codec, duration, fps,
+    frames counted and decoded, size, rotation, audio); a caption file, if any, is its text."""
+    from datalake.video import VideoError, probe_video
+
+    assert c.key is not None and c.image is not None and c.image_name is not None
+    try:
+        info = probe_video(c.image, time_limit_s=cfg.video_time_limit_s)
+    except VideoError as exc:
+        return (exc.reason, f"{c.image_name}: {exc.detail}")
+    caption = c.caption
+    if isinstance(caption, bytes):
+        try:
+            caption = caption.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ("non_utf8_text", f"caption is not UTF-8: {exc}")
+    caption = (caption or "").strip()
+    ext = c.image_name.rsplit(".", 1)[-1].lower()
+    name = f"0.{ext}"
+    meta: dict[str, Any] = {"sha256": hashlib.sha256(c.image).hexdigest(), "bytes": len(c.image),
+                            "video": {name: info.to_json()}, **c.meta}
+    try:
+        return Sample(key=c.key, kind="video", source=Source(uri=c.uri or c.source, license=c.license or cfg.license),
+                      media=(Media(name, VIDEO_MIME[ext], info.width, info.height, duration_s=info.duration_s,
+                                   fps=info.fps),),
                       content=(MediaPart(0), TextPart(caption)) if caption else (MediaPart(0),), meta=meta,
                       blobs={name: c.image})
     except SampleError as exc:

@@ -8,8 +8,8 @@ where it came from (``source``) and quality signals (``meta``).
 
 Text never holds coordinates: it refers to geometry by placeholder (``{box:3}``, ``{point:0}``,
 ``{polygon:1}``, the index into ``annotations``; ``{action:2}`` for a GUI action at a point, see
-:mod:`datalake.actions`), rendered to numbers at tokenization time, after augmentation has moved
-the geometry. Validation rejects a placeholder pointing nowhere.
+:mod:`datalake.actions`; ``{segment:4}`` for a video span, rendered as its timestamps), rendered
+to numbers at tokenization time, after augmentation has moved the geometry. Validation rejects a placeholder pointing nowhere.
 
 Every ``Sample`` is validated when constructed, so an invalid one cannot exist; the errors
 name the sample key and the field path, e.g.
@@ -60,7 +60,7 @@ GEOMETRY_FIELD: dict[str, str | None] = {"box": "xyxy", "point": "xy", "polygon"
 
 KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,199}$")
 MEDIA_NAME_RE = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)*$")
-PLACEHOLDER_RE = re.compile(r"\{(box|point|polygon|action):(\d+)\}")
+PLACEHOLDER_RE = re.compile(r"\{(box|point|polygon|action|segment):(\d+)\}")
 
 
 class SampleError(ValueError):

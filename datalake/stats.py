@@ -15,7 +15,7 @@ from typing import Any
 from datalake.sample import Sample
 
 __all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES", "PAGES_EDGES",
-           "PAGE_TOKENS_EDGES", "CONFIDENCE_EDGES"]
+           "PAGE_TOKENS_EDGES", "CONFIDENCE_EDGES", "DURATION_EDGES", "SHOTS_EDGES"]
 
 # log-spaced edges reaching far past real data (long documents, gigapixel scans), so no bin
 # saturates; the charts trim empty outer bins
@@ -27,7 +27,11 @@ BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 28,
 PAGES_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 2049, 4097)
 PAGE_TOKENS_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 CONFIDENCE_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-_NEW_EDGES = {"pages": PAGES_EDGES, "page_tokens": PAGE_TOKENS_EDGES, "ocr_confidence": CONFIDENCE_EDGES}
+# videos: seconds (short clips to feature films) and shots per video
+DURATION_EDGES = (0, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
+SHOTS_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025)
+_NEW_EDGES = {"pages": PAGES_EDGES, "page_tokens": PAGE_TOKENS_EDGES, "ocr_confidence": CONFIDENCE_EDGES,
+              "video_duration": DURATION_EDGES, "video_shots": SHOTS_EDGES}
 
 
 @dataclass
@@ -79,8 +83,16 @@ class VersionStats:
     #: parts removed from kept samples, by reason: text nodes (``meta.dropped_nodes``, e.g.
     #: ``node_too_few_words``) and media (``meta.dropped_parts``, e.g. ``too_small``, ``repeated_image``)
     parts_dropped: Counter[str] = field(default_factory=Counter)
+    #: videos (media ``video/*`` shown by the content): durations, shots per video (after
+    #: ``video_shots``), frame rates and resolutions
+    videos: int = 0
+    video_duration: Histogram = field(default_factory=lambda: Histogram(DURATION_EDGES))
+    video_shots: Histogram = field(default_factory=lambda: Histogram(SHOTS_EDGES))
+    video_fps: Counter[str] = field(default_factory=Counter)
+    video_resolution: Counter[str] = field(default_factory=Counter)
 
-    _HISTS = ("width", "height", "aspect", "text_length", "media_size", "pages", "page_tokens", "ocr_confidence")
+    _HISTS = ("width", "height", "aspect", "text_length", "media_size", "pages", "page_tokens", "ocr_confidence",
+              "video_duration", "video_shots")
 
     def add(self, s: Sample) -> None:
         self.samples += 1
@@ -98,6 +110,16 @@ class VersionStats:
             size = len(s.blobs.get(m.name, b""))
             self.media_bytes += size
             self.media_size.add(size)
+        shots = s.meta.get("video_shots")
+        for i, m in enumerate(s.media):
+            if m.mime.startswith("video/") and not (isinstance(shots, dict) and any(
+                    c.get("media") == i for c in shots.get("clips") or ())):  # a clip is not another video
+                self.videos += 1
+                self.video_duration.add(float(m.duration_s or 0.0))
+                self.video_fps[f"{m.fps:g}" if m.fps else "unknown"] += 1
+                self.video_resolution[f"{m.width}x{m.height}"] += 1
+                if isinstance(shots, dict) and shots.get("media") == i:
+                    self.video_shots.add(len(shots.get("shots") or ()))
         doc = s.meta.get("document")
         if isinstance(doc, dict) and isinstance(doc.get("pages"), int):
             self.documents += 1
@@ -128,6 +150,9 @@ class VersionStats:
         self.kinds.update(other.kinds)
         self.mimes.update(other.mimes)
         self.parts_dropped.update(other.parts_dropped)
+        self.videos += other.videos
+        self.video_fps.update(other.video_fps)
+        self.video_resolution.update(other.video_resolution)
         for h in self._HISTS:
             getattr(self, h).merge(getattr(other, h))
         return self
@@ -139,6 +164,8 @@ class VersionStats:
             "ocr_pages": self.ocr_pages,
             "kinds": dict(sorted(self.kinds.items())), "mimes": dict(sorted(self.mimes.items())),
             "parts_dropped": dict(sorted(self.parts_dropped.items())),
+            "videos": self.videos, "video_fps": dict(sorted(self.video_fps.items())),
+            "video_resolution": dict(sorted(self.video_resolution.items())),
             **{h: getattr(self, h).to_json() for h in self._HISTS},
         }
 
@@ -147,5 +174,7 @@ class VersionStats:
         # versions written before a field existed read it as empty
         return cls(samples=d["samples"], media=d["media"], media_bytes=d["media_bytes"],
                    text_chars=d["text_chars"], synthetic=d.get("synthetic", 0), kinds=Counter(d["kinds"]),
-                   mimes=Counter(d["mimes"]), parts_dropped=Counter(d.get("parts_dropped") or {}), documents=d.get("documents", 0), ocr_pages=d.get("ocr_pages", 0),
+                   mimes=Counter(d["mimes"]), parts_dropped=Counter(d.get("parts_dropped") or {}),
+                   documents=d.get("documents", 0), ocr_pages=d.get("ocr_pages", 0), videos=d.get("videos", 0),
+                   video_fps=Counter(d.get("video_fps") or {}), video_resolution=Counter(d.get("video_resolution") or {}),
                    **{h: Histogram.from_json(d[h]) if h in d else Histogram(_NEW_EDGES[h]) for h in cls._HISTS})

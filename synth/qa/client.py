@@ -123,7 +123,7 @@ class ChatClient:
         self.base_url, self.model = base_url.rstrip("/"), model
         self.timeout_s, self.max_retries = timeout_s, max_retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
-        self.cache = cache
+        self.cache, self.api_key, self.rps = cache, api_key, rps
         self._bucket = None
         if rps is not None:
             from datalake.store.ratelimit import NodeTokenBucket

@@ -115,8 +115,8 @@ def test_parquet_table_with_image_bytes_and_custom_columns(tmp_path: Path) -> No
                       "alt_text": [im.plain_caption() for im in ims]})
     pq.write_table(table, tmp_path / "t.parquet")
     lake = Lake(LocalStore(tmp_path / "lake"))
-    with pytest.raises(ValueError, match="kind 'video' comes from its own pipeline"):
-        IngestConfig("pq", kind="video")
+    with pytest.raises(ValueError, match="kind 'sft' comes from its own pipeline"):
+        IngestConfig("pq", kind="sft")
     r = ingest(str(tmp_path / "t.parquet"), lake,
                IngestConfig("pq", image_column="img", caption_column="alt_text", key_column="uid"), progress=False)
     assert (r.ingested, r.rejected) == (5, {})

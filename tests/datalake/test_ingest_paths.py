@@ -66,7 +66,7 @@ def test_a_folder_of_videos_html_or_svg_fails_with_what_to_do_and_registers_noth
                            env=env)
     assert r.exit_code != 0
     assert "ingested 0 of 3 inputs" in r.output
-    assert "video files have no ingest path yet" in r.output and "--allow-empty" in r.output
+    assert "videos: ingest the folder with --kind video" in r.output and "--allow-empty" in r.output
     r2 = CliRunner().invoke(main, ["datalake", "ls", "--lake", str(tmp_path / "lake"), "--json"], env=env)
     assert "media" not in r2.output
     ok = CliRunner().invoke(main, ["ingest", str(src), "--dataset", "media", "--lake", str(tmp_path / "lake"),

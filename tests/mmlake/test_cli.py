@@ -109,16 +109,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     res = runner.invoke(main, ["demo", "--samples", "12"])
     assert res.exit_code == 0, res.output
     assert "ingested 12, rejected 6" in res.output and "shard(s): OK" in res.output
-    assert "[5/9] loader:" in res.output and "identical batches" in res.output
-    assert "[6/9] synthetic data: 6 OCR pages (text, text-cjk, handwriting) -> synth-ocr@1" in res.output
+    assert "[5/10] loader:" in res.output and "identical batches" in res.output
+    assert "[6/10] synthetic data: 6 OCR pages (text, text-cjk, handwriting) -> synth-ocr@1" in res.output
     assert "8 knowledge QA (geometry, chart, table, html-table) -> synth-knowledge@1" in res.output
-    assert "skipped" not in res.output.split("[6/9]")[1].split("[7/9]")[0]
-    gui = [ln for ln in res.output.splitlines() if ln.startswith("[7/9] GUI agent data")]
+    assert "skipped" not in res.output.split("[6/10]")[1].split("[7/10]")[0]
+    gui = [ln for ln in res.output.splitlines() if ln.startswith("[7/10] GUI agent data")]
     assert len(gui) == 2 and all(float(ln.split("click verification ")[1].split("%")[0]) >= 99.0 for ln in gui), gui
-    docs = [ln for ln in res.output.splitlines() if ln.startswith("[8/9] interleaved documents")]
+    docs = [ln for ln in res.output.splitlines() if ln.startswith("[8/10] interleaved documents")]
     assert len(docs) == 1 and "all in source DOM order" in docs[0] and "rejected {}" in docs[0], docs
-    qa = [ln for ln in res.output.splitlines() if ln.startswith("[9/9] template QA")]
+    qa = [ln for ln in res.output.splitlines() if ln.startswith("[9/10] template QA")]
     assert len(qa) == 1 and "25 seeds -> 25 QA samples" in qa[0] and "chart" in qa[0] and "gui" in qa[0], qa
+    vids = [ln for ln in res.output.splitlines() if ln.startswith("[10/10] videos")]
+    assert len(vids) == 1 and "4 synthetic, 2 real" in vids[0] and "cut F1 on the synthetic ones 1.00" in vids[0], vids
     cer_pct = float(res.output.split("CER ")[1].split("%")[0])
     assert cer_pct <= 2.0, res.output
     peek = runner.invoke(main, ["loader", "peek", "demo-shapes@latest=1", "--seq-len", "1024", "--batches", "1",

@@ -279,3 +279,56 @@ def test_version_page_charts_the_parts_removed_from_kept_documents(browser, site
     assert bars and {k: float(v) for k, v in bars.items()} == {k: float(v) for k, v in stats["parts_dropped"].items()}
     assert float(bars["image: too_small"]) >= 1 and float(bars["node: node_too_few_words"]) >= 5
     page.close()
+
+
+def test_video_samples_play_with_shots_on_a_timeline_keyframes_and_charts(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    """Real and synthetic videos through the video-shots pipeline: the sample page plays the
+    original file, its shots are on a timeline, its keyframes below it; a click on a keyframe or a
+    shot seeks the video there; the version page charts durations, shots, fps and resolutions."""
+    import shutil
+
+    import yaml
+
+    from pipelines.run import run_pipeline
+    from pipelines.spec import parse_spec
+    from synth.video import render_video
+    from tests.realdata import video_paths
+
+    url, world = site
+    src = world.tmp / "videos"
+    src.mkdir()
+    shutil.copy(video_paths()["bikes.mp4"], src / "bikes.mp4")
+    v = render_video(4, 0)
+    (src / f"{v.key}.mp4").write_bytes(v.data)
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "pipelines/specs/video-shots.yaml").read_text())
+    out = run_pipeline(parse_spec({**spec, "input": str(src), "runner_options": {"workers": 1}}), world.lake,
+                       world.reg, progress=False)
+    number = out["output"].split("@")[1]
+    version = world.reg.open_version(out["output"])
+    keys = [s.key for s in version]
+    bikes = next(s for s in version if s.key == "bikes")
+    shots = bikes.meta["video_shots"]["shots"]
+    page = browser.new_page()
+    page.goto(f"{url}/datasets/video-shots/{number}")
+    durations = [float(b.get_attribute("data-value")) for b in page.locator("#chart-video-duration rect.bar").all()]
+    assert sum(durations) == 2 == version.manifest.stats["videos"]
+    assert page.locator("#chart-video-shots rect.bar").count() >= 1
+    res = {b.get_attribute("data-label") for b in page.locator("#chart-video-resolution rect.bar").all()}
+    assert res == {"640x272", "320x240"}
+    page.goto(f"{url}/datasets/video-shots/{number}/samples/{keys.index('bikes')}")
+    video = page.locator("#sample video")
+    page.wait_for_function("document.querySelector('#sample video').readyState >= 1", timeout=15000)
+    assert abs(float(video.evaluate("v => v.duration")) - 10.0) < 0.1  # the browser decodes the original file
+    assert page.locator("#sample .timeline rect.seg-shot").count() == len(shots) == 6
+    kfs = page.locator("#keyframes figure.keyframe")
+    assert kfs.count() == len(bikes.meta["video_shots"]["keyframes"]) == 12
+    kfs.nth(2).click()  # the first frame of the second shot
+    t = float(page.evaluate("document.querySelector('#sample video').dataset.seeked"))
+    assert abs(t - shots[1]["t0"]) < 0.05
+    page.locator("#sample .timeline rect.seg-shot").nth(4).click()
+    assert abs(float(page.evaluate("document.querySelector('#sample video').currentTime")) - shots[4]["t0"]) < 0.05
+    segs = page.locator("#sample .ph-segment")
+    assert segs.count() == 6 and segs.nth(1).inner_text() == f"{shots[1]['t0']:.2f}s–{shots[1]['t1']:.2f}s"
+    shot(page, "video-sample", request) if hasattr(request.node, "callspec") else page.screenshot(
+        path=str(ARTIFACTS / "video-sample.png"), full_page=True)
+    page.close()

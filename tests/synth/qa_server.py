@@ -55,6 +55,7 @@ class ScriptedServer:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.log: list[dict[str, Any]] = []  # time, hash, question, attempt, status
+        self.bodies: list[dict[str, Any]] = []  # every request body, in arrival order
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
         outer = self
@@ -90,6 +91,8 @@ class ScriptedServer:
     def handle(self, req: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
         s = self.script
         h = body_hash(body)
+        with self._lock:
+            self.bodies.append(body)
         prompt = "\n".join(p.get("text", "") for m in body["messages"] for p in
                            (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}]))
         hit = None if "Judge the" in prompt else _Q.search(prompt)  # a judge's prompt goes to ``other``
