@@ -15,7 +15,9 @@ videos (320x240, cuts and fades), it times:
 - **ffmpeg -f null** (Debian's ``ffmpeg -threads 1 -i f -f null -``: decode only, the ceiling).
 
 Prints video minutes processed per minute of one core (higher is faster), medians of
-``--repeat`` runs, and the ratio to the ffmpeg decode.
+``--repeat`` runs, and the ratio to the ffmpeg decode; then the precision, recall and F1 of the
+detected shot boundaries (within one frame) on ``4 x --synthetic`` generated videos with known
+hard cuts and fades.
 """
 
 from __future__ import annotations
@@ -62,6 +64,27 @@ def _time(fn: Callable[[], object], repeat: int) -> float:
         fn()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
+
+
+def _accuracy(n: int) -> dict[str, object]:
+    """Precision/recall/F1 of detected shot boundaries against the generator's cuts and fades
+    (a boundary of the wrong kind counts as found for ``all`` but not for its kind)."""
+    from pipelines.video.shots import boundary_scores, detect_shots
+    from synth.video import render_video
+
+    found: dict[str, list[int]] = {"cut": [], "fade": []}
+    truth: dict[str, list[int]] = {"cut": [], "fade": []}
+    for i in range(n):
+        v = render_video(123, i, n_scenes=4, fade_p=0.4)
+        off = 1_000_000 * i
+        for c in v.cuts:
+            truth[c["kind"]].append(off + c["frame"])
+        for s in detect_shots(v.data)[1:]:
+            found["fade" if s.boundary == "fade" else "cut"].append(off + s.f0)
+    out: dict[str, object] = {k: boundary_scores(found[k], truth[k]) for k in ("cut", "fade")}
+    out["all"] = boundary_scores(found["cut"] + found["fade"], truth["cut"] + truth["fade"])
+    out["videos"] = n
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,13 +140,19 @@ def main(argv: list[str] | None = None) -> None:
             if r["videos"] == g and ceiling:
                 r["vs_ffmpeg"] = round(r["video_min_per_min"] / ceiling["video_min_per_min"], 3)
     shutil.rmtree(tmp, ignore_errors=True)
+    acc = _accuracy(a.synthetic * 4)
     if a.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"speed": rows, "shot_boundaries": acc}, indent=1))
         return
     print(f"{'videos':22} {'tool':48} {'s':>7} {'video min/min':>14} {'x ffmpeg':>9}")
     for r in rows:
         print(f"{r['videos']:22} {r['tool']:48} {r['seconds']:7.2f} {r['video_min_per_min']:14.1f} "
               f"{r.get('vs_ffmpeg', float('nan')):9.3f}")
+    print(f"\nshot boundaries on {acc['videos']} synthetic videos (4 scenes each), within one frame:")
+    print(f"{'boundary':10} {'true':>5} {'found':>6} {'precision':>10} {'recall':>7} {'F1':>6}")
+    for k in ("cut", "fade", "all"):
+        r = acc[k]
+        print(f"{k:10} {r['truth']:5d} {r['found']:6d} {r['precision']:10.3f} {r['recall']:7.3f} {r['f1']:6.3f}")
 
 
 if __name__ == "__main__":

@@ -561,13 +561,9 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tup
         return (exc.reason, exc.detail)
     if cfg.kind == "agent":
         return _agent_sample(c, cfg, info)
-    caption = c.caption
-    if isinstance(caption, bytes):
-        try:
-            caption = caption.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return ("non_utf8_text", f"caption is not UTF-8: {exc}")
-    caption = (caption or "").strip()
+    caption = _caption(c)
+    if isinstance(caption, tuple):
+        return caption
     if not caption and cfg.kind != "image":
         return ("missing_caption", "no caption (.txt, or 'caption' in the .json / table)" if c.caption is None
                 else "caption is empty")
@@ -590,6 +586,17 @@ def build_sample(c: Candidate, cfg: IngestConfig) -> Sample | list[Sample] | tup
         return ("invalid_record", str(exc))
 
 
+def _caption(c: Candidate) -> str | tuple[str, str]:
+    """The candidate's caption as stripped text ('' if none), or the reject for bytes that are not UTF-8."""
+    caption = c.caption
+    if isinstance(caption, bytes):
+        try:
+            caption = caption.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ("non_utf8_text", f"caption is not UTF-8: {exc}")
+    return (caption or "").strip()
+
+
 def _video_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
     """A ``video`` sample: the file in original bytes, probed (container, codec, duration, fps,
     frames counted and decoded, size, rotation, audio); a caption file, if any, is its text."""
@@ -600,13 +607,9 @@ def _video_sample(c: Candidate, cfg: IngestConfig) -> Sample | tuple[str, str]:
         info = probe_video(c.image, time_limit_s=cfg.video_time_limit_s)
     except VideoError as exc:
         return (exc.reason, f"{c.image_name}: {exc.detail}")
-    caption = c.caption
-    if isinstance(caption, bytes):
-        try:
-            caption = caption.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return ("non_utf8_text", f"caption is not UTF-8: {exc}")
-    caption = (caption or "").strip()
+    caption = _caption(c)
+    if isinstance(caption, tuple):
+        return caption
     ext = c.image_name.rsplit(".", 1)[-1].lower()
     name = f"0.{ext}"
     meta: dict[str, Any] = {"sha256": hashlib.sha256(c.image).hexdigest(), "bytes": len(c.image),

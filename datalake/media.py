@@ -11,6 +11,7 @@ cost of a full decode.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ class ImageInfo:
     height: int
 
 
+_BOMB_LOCK = threading.Lock()
+
+
 def probe_image(data: bytes, *, max_pixels: int = 100_000_000, decode: bool = True) -> ImageInfo:
     """Identify and check an image. Raises ``MediaError`` with reason ``empty_file``,
     ``not_an_image``, ``unsupported_format``, ``too_many_pixels``, ``truncated_image`` or
@@ -58,7 +62,19 @@ def probe_image(data: bytes, *, max_pixels: int = 100_000_000, decode: bool = Tr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            try:
+                im = Image.open(io.BytesIO(data))
+            except Image.DecompressionBombError:
+                if max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+                    raise
+                # the user's limit is above Pillow's own (2 x 89.5 Mpx): open the header with
+                # Pillow's check off; the size is checked against max_pixels just below
+                with _BOMB_LOCK:
+                    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                    try:
+                        im = Image.open(io.BytesIO(data))
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = old
     except Image.DecompressionBombError as exc:
         raise MediaError("too_many_pixels", str(exc)) from None
     except UnidentifiedImageError:

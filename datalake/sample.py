@@ -441,6 +441,9 @@ def _check_sample(s: Sample) -> None:
         raise fail("content", "a sample needs content parts or messages")
     if not isinstance(s.meta, Mapping) or not all(isinstance(k, str) for k in s.meta):
         raise fail("meta", "must be an object with string keys")
+    bad = _not_json(s.meta, "meta")
+    if bad is not None:
+        raise fail(*bad)
     for name, data in s.blobs.items():
         if name not in names:
             raise fail("blobs", f"bytes for {name!r} but no media item has that name")
@@ -523,6 +526,29 @@ def _check_action(a: Annotation, anns: tuple[Annotation, ...], platform: Any, pa
     if to is not None and (isinstance(to, bool) or not isinstance(to, int) or not 0 <= to < len(anns)
                            or anns[to].type != "point" or anns[to].media != a.media):
         raise fail(f"{path}.attrs.to", f"{to!r} is not a point annotation on media {a.media}")
+
+
+def _not_json(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, problem) of the first value in ``value`` that JSON cannot hold as it is (a set, NaN,
+    a non-string key, bytes, an object), or None. Iterative: deep OCR metadata costs no recursion."""
+    stack = [(value, path)]
+    while stack:
+        v, p = stack.pop()
+        if v is None or isinstance(v, (str, bool, int)):
+            continue
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return p, f"{v!r} is not a JSON number (NaN and infinities are not allowed)"
+        elif isinstance(v, Mapping):
+            for k, x in v.items():
+                if not isinstance(k, str):
+                    return p, f"key {k!r} must be a string"
+                stack.append((x, f"{p}.{k}"))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, f"{p}[{i}]") for i, x in enumerate(v))
+        else:
+            return p, f"a {type(v).__name__} is not JSON (use a list, an object, a string or a number)"
+    return None
 
 
 def drop_media(sample: Sample, drop: set[int]) -> Sample:

@@ -168,7 +168,6 @@ def _decode_check(data: bytes, frames: int, dl: _Deadline) -> tuple[int, int]:
     rotation, n = 0, 0
     try:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
         for f in c.decode(s):
             if n == 0:
                 rotation = int(getattr(f, "rotation", 0) or 0) % 360
@@ -189,7 +188,8 @@ def _decoded(data: bytes, time_limit_s: float | None, what: str = "decoding") ->
     c = _open(data)
     try:
         s = c.streams.video[0]
-        s.thread_type = "AUTO"
+        # FFmpeg's default (slice) threading: frame threading deadlocks in avcodec_free_context
+        # when a decoder is closed mid-stream (a caller that stops after the first frame)
         start = float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0
         for f in c.decode(s):
             dl.check()

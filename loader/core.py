@@ -47,10 +47,19 @@ class SourceSpec:
     dataset: str
     weight: float = 1.0
     max_synthetic: float | None = None
+    #: a route by video length: this source keeps samples whose video lasts ``[min_video_s,
+    #: max_video_s)`` and skips the others (counted as ``video route``), so one dataset can feed
+    #: short videos to the main stage and long ones to the long-context stage (larger seq_len);
+    #: routes ``max_video_s: X`` and ``min_video_s: X`` partition a dataset exactly
+    min_video_s: float | None = None
+    max_video_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             raise ValueError(f"source {self.dataset}: weight must be >= 0, got {self.weight}")
+        if (self.min_video_s is not None and self.max_video_s is not None
+                and not 0 <= self.min_video_s < self.max_video_s):
+            raise ValueError(f"source {self.dataset}: need 0 <= min_video_s < max_video_s")
         if self.max_synthetic is not None and not 0 <= self.max_synthetic <= 1:
             raise ValueError(f"source {self.dataset}: max_synthetic must be in [0, 1], got {self.max_synthetic}")
 
@@ -147,8 +156,17 @@ class _Result:
 class _Work:
     """The per-element work, run in workers (or in the main process with 0 workers)."""
 
-    def __init__(self, sources: list[Source], processor: SampleProcessor, seed: int) -> None:
+    def __init__(self, sources: list[Source], processor: SampleProcessor, seed: int,
+                 routes: Sequence[tuple[float | None, float | None]] = ()) -> None:
         self.sources, self.processor, self.seed = sources, processor, seed
+        self.routes = list(routes) or [(None, None)] * len(sources)
+
+    def _routed_away(self, s: int, sample: Any) -> bool:
+        lo, hi = self.routes[s]
+        if lo is None and hi is None:
+            return False
+        d = next((m.duration_s for m in sample.media if m.mime.startswith("video/") and m.duration_s), None)
+        return d is not None and ((lo is not None and d < lo) or (hi is not None and d >= hi))
 
     def __call__(self, sid: tuple[int, int]) -> _Result:
         s, k = sid
@@ -168,6 +186,8 @@ class _Work:
             res.synthetic = bool(sample.meta.get("synthetic"))
             if res.synthetic and not src.keeps_synthetic(self.seed, loc.key):
                 res.skip = "synthetic cap"
+            elif self._routed_away(s, sample):
+                res.skip = "video route"
             else:
                 res.item = self.processor.process(sample, dataset=src.ref, epoch=epoch)
         except SkipSample as exc:
@@ -319,6 +339,7 @@ class Loader:
             "sources": [s.ref for s in self.sources],
             "digests": [s.digest for s in self.sources],
             "max_synthetic": [s.max_synthetic for s in c.sources],
+            "video_routes": [[s.min_video_s, s.max_video_s] for s in c.sources],
             "seq_len": c.seq_len,
             "tokenizer": self.tokenizer.digest,
             "augment": json.loads(json.dumps(resolve_policy(c.augment), default=list)),
@@ -416,7 +437,7 @@ class Loader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         cfg = self.cfg
-        work = _Work(self.sources, self.processor, cfg.seed)
+        work = _Work(self.sources, self.processor, cfg.seed, [(x.min_video_s, x.max_video_s) for x in cfg.sources])
         results = self._results(work)
         plan = _rank_items(self.stream, self._cursors, self._prefix, list(self._pending))
         ahead = None
@@ -456,7 +477,7 @@ class Loader:
                         received += 1
                         if res.item is None:
                             self.counts["skipped"][res.skip.split(":")[0] if res.skip else "?"] += 1
-                            benign = res.skip in ("synthetic cap", "overlong")
+                            benign = res.skip in ("synthetic cap", "overlong", "video route")
                             failures = 0 if benign else failures + 1
                             if failures >= cfg.max_consecutive_failures:
                                 raise RuntimeError(
@@ -470,7 +491,8 @@ class Loader:
                             if src_skips[s_idx] >= cfg.max_consecutive_failures * 16:
                                 why = res.skip.split(":")[0] if res.skip else "?"
                                 hint = {"overlong": "raise seq_len or use overlong='truncate'",
-                                        "synthetic cap": "raise its max_synthetic or its share of real samples"}
+                                        "synthetic cap": "raise its max_synthetic or its share of real samples",
+                                        "video route": "its videos are outside min_video_s/max_video_s"}
                                 raise RuntimeError(
                                     f"loader: source {self.sources[s_idx].ref} skipped its last {src_skips[s_idx]} "
                                     f"samples in a row ({why}; the last {res.where} key {res.key!r}): it yields "

@@ -289,8 +289,16 @@ class Registry:
                 version = DatasetVersion.open(version)
             except VersionError as exc:
                 raise RegistryError(str(exc)) from None
+        opened = version
+        return self._retry(lambda s: self._register_in(s, opened, run_id, state, owner))
+
+    def _register_in(self, s: Session, version: DatasetVersion, run_id: str | None, state: str,
+                     owner: str | None) -> VersionInfo:
+        """Register ``version`` inside the transaction ``s`` (see :meth:`register_version`)."""
         m = version.manifest
         kinds = list(m.stats.get("kinds", {}))
+        if run_id is not None:
+            self._run(s, run_id)  # an unknown run is a 404, not a foreign-key error retried into a 500
 
         def fn(s: Session) -> VersionInfo:
             d = s.scalar(select(Dataset).where(Dataset.name == m.dataset).with_for_update())
@@ -316,7 +324,7 @@ class Registry:
                 s.merge(RunOutput(run_id=run_id, version_id=row.id))
             return self._version_info(d, row)
 
-        return self._retry(fn)
+        return fn(s)
 
     # ------------------------------------------------------------------------------------
     # runs
@@ -376,19 +384,29 @@ class Registry:
         made by it; emits COMPLETE or FAIL."""
         if status not in ("succeeded", "failed", "cancelled"):
             raise RegistryError(f"a run finishes as succeeded, failed or cancelled, not {status!r}")
-        with self.session() as s:
+        opened = []
+        for out in outputs:  # every output is read and checked before anything is written
+            if isinstance(out, str):
+                try:
+                    out = DatasetVersion.open(out)
+                except VersionError as exc:
+                    raise RegistryError(str(exc)) from None
+            opened.append(out)
+
+        def fn(s: Session) -> RunInfo:  # outputs and the run's end: one transaction, all or nothing
             r = self._run(s, run_id)
             if r.status in ("succeeded", "failed", "cancelled"):
                 raise Conflict(f"run {run_id} already finished ({r.status})")
-        for out in outputs:
-            self.register_version(out, run_id=run_id)
-        with self.session() as s:
-            r = self._run(s, run_id)
+            for v in opened:
+                self._register_in(s, v, run_id, "active", None)
             r.status, r.ended_at, r.error = status, utcnow(), error
             r.counts = counts or {}
             if r.started_at is None:
                 r.started_at = r.ended_at
-            info = self._run_info(s, r)
+            s.flush()
+            return self._run_info(s, r)
+
+        info = self._retry(fn)
         self.emitter.emit({"succeeded": "COMPLETE", "cancelled": "ABORT"}.get(status, "FAIL"), info, self)
         return info
 

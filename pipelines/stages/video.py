@@ -25,6 +25,7 @@ from typing import Any
 from datalake.sample import Annotation, Media, MediaPart, Sample, TextPart
 from pipelines.stage import TASK_LAKE, FilterStage, MapStage, Reject, register
 from pipelines.stages.dedupe import DedupeImage
+from pipelines.video.shots import ShotConfig
 
 __all__ = ["VideoShots", "VideoFilter", "VideoCaption", "DedupeVideo", "video_media"]
 
@@ -51,14 +52,7 @@ class VideoShots(MapStage):
     name = "video_shots"
 
     @dataclass(frozen=True)
-    class Config:
-        detector: str = "adaptive"
-        threshold: float | None = None
-        min_shot_frames: int = 10
-        fades: bool = True
-        fade_threshold: float = 12.0
-        max_shot_s: float | None = None
-        detect_width: int | None = 256
+    class Config(ShotConfig):  # the detector's parameters, then what the stage keeps
         keyframes: tuple[str, ...] = ("first", "middle")
         keyframe_max_side: int = 448
         #: frames sampled for the measures (motion, brightness, colours), every this many seconds
@@ -70,10 +64,7 @@ class VideoShots(MapStage):
         time_limit_s: float = 120.0
 
         def __post_init__(self) -> None:
-            from pipelines.video.shots import ShotConfig
-
-            ShotConfig(self.detector, self.threshold, self.min_shot_frames, self.fades, self.fade_threshold,
-                       self.max_shot_s, self.detect_width)  # validates
+            super().__post_init__()
             object.__setattr__(self, "keyframes", tuple(self.keyframes))
             if not self.keyframes or set(self.keyframes) - {"first", "middle", "last"}:
                 raise ValueError("keyframes must be a non-empty list of first, middle, last")
@@ -90,7 +81,7 @@ class VideoShots(MapStage):
     def map(self, sample: Sample) -> Sample:
         from datalake.video import VideoError, cut_clip, encode_jpeg, sample_frames
         from pipelines.video.measure import measure_shots
-        from pipelines.video.shots import ShotConfig, detect_shots, keyframe_plan
+        from pipelines.video.shots import detect_shots, keyframe_plan
 
         c = self.config
         sample = _without_shots(sample)
@@ -98,9 +89,7 @@ class VideoShots(MapStage):
         info = (sample.meta.get("video") or {}).get(m.name) or {}
         fps = float(info.get("fps") or m.fps or 0) or None
         try:
-            shots = detect_shots(data, ShotConfig(c.detector, c.threshold, c.min_shot_frames, c.fades,
-                                                  c.fade_threshold, c.max_shot_s, c.detect_width),
-                                 frames=info.get("frames"), fps=fps)
+            shots = detect_shots(data, c, frames=info.get("frames"), fps=fps)
             if not shots:
                 raise Reject("zero_length_video", f"{m.name}: no frames")
             plan = keyframe_plan(shots, c.keyframes)

@@ -80,7 +80,7 @@ def _boundaries(data: bytes, detectors: list[Any], cfg: ShotConfig) -> tuple[lis
     out = []
     n, fps = 0, 0.0
     for det in detectors:  # one pass per detector: each sees every frame, undisturbed by the others
-        video = VideoStreamAv(io.BytesIO(data), threading_mode="AUTO")
+        video = VideoStreamAv(io.BytesIO(data))  # no frame threading (see datalake.video._decoded)
         sm = SceneManager()
         if cfg.detect_width is not None:
             sm.auto_downscale = False

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -226,6 +227,42 @@ def make_thumbnail(data: bytes, mime: str, side: int) -> tuple[bytes, str]:
         return data, mime
 
 
+class _TooLarge(HTTPException):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: request bodies over ``limit`` bytes are refused with 413 -- by
+    ``Content-Length`` up front, and by counting the bytes as they stream in (chunked uploads
+    declare no length), before any route sees the body."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await JSONResponse({"detail": f"request body of {int(length)} bytes is over the limit of "
+                                          f"{self.limit} bytes"}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+        limit = self.limit
+
+        async def counted() -> Any:
+            nonlocal seen
+            msg = await receive()
+            if msg.get("type") == "http.request":
+                seen += len(msg.get("body") or b"")
+                if seen > limit:
+                    raise _TooLarge(413, f"request body is over the limit of {limit} bytes")
+            return msg
+
+        await self.app(scope, counted, send)
+
+
 def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: bool = True) -> FastAPI:
     settings = settings or ApiSettings()
     app = FastAPI(title="mmlake registry", version="1", description="Datasets, versions, runs and lineage.")
@@ -236,13 +273,14 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     router = APIRouter(prefix="/api/v1")
     route = Routes(router, "/api/v1")
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[..., Any]) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes is over the limit of "
-                                           f"{settings.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)  # type: ignore[no-any-return]
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # where and what, never the payload back (a huge or secret body must not be echoed)
+        errors = [{"loc": list(e.get("loc", ()))[:6], "msg": str(e.get("msg", ""))[:200], "type": e.get("type")}
+                  for e in exc.errors()[:20]]
+        return app.state.error_response(request, 422, errors)  # type: ignore[no-any-return]
 
     def json_error(_request: Request, status: int, detail: Any, headers: dict[str, str] | None = None) -> Response:
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)

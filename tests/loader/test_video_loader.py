@@ -77,3 +77,23 @@ def test_video_path_does_not_touch_image_samples(tmp_path: Path) -> None:
     a = SampleProcessor(tok, seed=0, policy=None, seq_len=512).process(s, dataset="d", epoch=0)
     b = SampleProcessor(tok, seed=0, policy=None, seq_len=512, video_fps=5.0).process(s, dataset="d", epoch=0)
     assert a.ids.tolist() == b.ids.tolist() and len(a.patches) == 1
+
+
+def test_long_videos_are_routed_to_their_own_source(tmp_path: Path) -> None:
+    """One dataset, two routes: the main stage takes the videos up to 4 s, the long-context stage
+    (longer seq_len) the longer ones; each sees only its share and counts the rest as routed."""
+    lake = Lake.open(str(tmp_path))
+    vids = [render_video(9, i, size=(112, 84), n_scenes=2 if i % 2 else 4) for i in range(6)]
+    uri = write_version(lake, "mixed", [video_sample(v) for v in vids], shard_samples=3).uri
+    short = {v.key for v in vids if v.duration_s < 4.0}  # [min, max): a 4.0 s video is long
+    assert 0 < len(short) < len(vids)
+    seen: dict[str, set[str]] = {}
+    for name, spec, seq in (("main", SourceSpec(uri, 1.0, max_video_s=4.0), 2048),
+                            ("long", SourceSpec(uri, 1.0, min_video_s=4.0), 8192)):
+        ld = build_loader(LoaderConfig(sources=[spec], **{**VIDEO, "seq_len": seq, "video_max_frames": 2}))
+        keys = {k.split("/")[-1] for b in take(ld, 8) for row in b["sample_keys"] for k in row}
+        seen[name] = keys
+        assert ld.counts["skipped"]["video route"] > 0
+    assert seen["main"] == short and seen["long"] == {v.key for v in vids} - short
+    with pytest.raises(ValueError, match="min_video_s < max_video_s"):
+        SourceSpec(uri, min_video_s=5.0, max_video_s=2.0)
