@@ -47,7 +47,7 @@ REJECT_REASONS = (
     "undecodable_image", "missing_image", "missing_caption", "invalid_json", "non_utf8_text",
     "invalid_record", "duplicate_key", "unsupported_uri", "unreadable_source", "ambiguous_media",
     "unreadable_tar", "unparsable_html", "too_deep", "order_mismatch", "no_text", "unreadable_epub", "unreadable_warc",
-    *(r for r in VIDEO_REJECT_REASONS if r != "empty_file"),
+    *(r for r in VIDEO_REJECT_REASONS if r != "empty_file"), "outside_roots",
 )
 _TEXT_EXTS = ("txt", "caption")
 #: inputs that other pipelines will take, rejected with a pointer instead of "missing_image"
@@ -94,6 +94,9 @@ class IngestConfig:
     #: videos (``--kind video``): probing one file may take at most this long (a pathological
     #: file is rejected as ``video_timeout``, never a stalled worker)
     video_time_limit_s: float = 60.0
+    #: where inputs may be read from (``datalake.roots``): a table row naming a file outside
+    #: them is rejected as ``outside_roots``; None: anywhere (the CLI on one's own machine)
+    roots: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         validate_name(self.dataset)
@@ -151,8 +154,14 @@ class IngestResult:
 
 
 def _safe_key(raw: str) -> str:
-    key = _BAD_KEY_CHARS.sub("_", raw.replace("/", "-")).lstrip("_-") or "k"
-    return key[:200]
+    """A sample key for the name ``raw``: the name itself where it is one already (sub-folders
+    joined by ``-``); otherwise its characters made safe plus 8 hex of the name's SHA-1, so
+    ``a b``, ``a_b`` and ``a+b`` stay three keys (the original name is the sample's source)."""
+    canon = raw.replace("/", "-")
+    key = _BAD_KEY_CHARS.sub("_", canon).lstrip("_-") or "k"
+    if key != canon or len(key) > 200:
+        key = f"{key[:190]}-{hashlib.sha1(raw.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    return key
 
 
 def _split_source(src: str) -> tuple[Store, str | None]:
@@ -243,8 +252,10 @@ def _apply_sidecar(c: Candidate, doc: dict[str, Any]) -> None:
         c.meta["source_meta"] = extra
 
 
-def _cell_image(store: Store, value: Any, where: str) -> tuple[bytes | None, str | None, tuple[str, str] | None]:
-    """Resolve a table's image cell -> (bytes, uri, error)."""
+def _cell_image(store: Store, value: Any, where: str, roots: tuple[str, ...] | None = None
+                ) -> tuple[bytes | None, str | None, tuple[str, str] | None]:
+    """Resolve a table's image cell -> (bytes, uri, error); with ``roots``, a path or URI that
+    resolves outside them (absolute, ``..``, a symlink) is the error ``outside_roots``."""
     if isinstance(value, dict):
         if isinstance(value.get("bytes"), (bytes, bytearray)):
             return bytes(value["bytes"]), value.get("path") or where, None
@@ -255,6 +266,15 @@ def _cell_image(store: Store, value: Any, where: str) -> tuple[bytes | None, str
         return None, None, ("missing_image", f"{where}: image cell is {value!r}")
     if value.startswith(("http://", "https://")):
         return None, value, ("unsupported_uri", f"{value}: ingest does not download; fetch with img2dataset first")
+    if roots is not None:
+        from datalake.roots import OutsideRoots, Roots
+
+        target = value if value.startswith(("s3://", "file://")) or os.path.isabs(value) else \
+            store.url("").rstrip("/") + "/" + value  # not store.url(value): it refuses '..' before we can say why
+        try:
+            Roots.of(roots).check(target, "image")
+        except OutsideRoots as exc:
+            return None, value, ("outside_roots", f"{where}: {exc}")
     try:
         if value.startswith(("s3://", "file://")):
             head, _, name = value.rpartition("/")
@@ -322,7 +342,7 @@ def _read_table(store: Store, name: str, cfg: IngestConfig) -> Iterator[Candidat
             c.error = ("missing_image", f"{where}: no image column (tried {cfg.image_column or 'image, image_path, path, file, url'}); "
                                         "name it with --image-column")
         else:
-            c.image, c.uri, c.error = _cell_image(store, row[img_col], where)
+            c.image, c.uri, c.error = _cell_image(store, row[img_col], where, cfg.roots)
             c.image_name = c.uri if isinstance(c.uri, str) else None
         c.caption = row.get(cap_col) if cap_col else None
         if c.caption is not None and not isinstance(c.caption, (str, bytes)):

@@ -563,7 +563,8 @@ def serve_cmd(ctx: click.Context, host: str, port: int, lake: str | None, reads:
     if settings.registry.startswith("http"):
         raise UserError("MMLAKE_REGISTRY points at a remote registry; serve needs a database URL")
     reg = Registry(settings.registry, lineage_target=settings.openlineage)
-    app = create_app(reg, ApiSettings(reads_open=(reads or settings.registry_reads) == "open", lake_uri=settings.lake))
+    app = create_app(reg, ApiSettings(reads_open=(reads or settings.registry_reads) == "open", lake_uri=settings.lake,
+                                      roots=settings.served_roots()))
     click.echo(f"mmlake registry on http://{host}:{port}  (database {reg.engine.url.render_as_string(hide_password=True)}, "
                f"lake {settings.lake})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -17,6 +17,8 @@ MMLAKE_S3_RATE_LIMIT   s3_rate_limit            none (requests/s per process)
 MMLAKE_S3_MAX_RETRIES  s3_max_retries           8
 MMLAKE_OPENLINEAGE     openlineage              none (a .jsonl path or an http(s) endpoint)
 MMLAKE_REGISTRY_READS  registry_reads           open (or "token": reading needs a token)
+MMLAKE_REGISTRY_ROOTS  registry_roots           none (comma-separated paths/URIs a served registry may
+                                                read and write besides the lake and $MMLAKE_HOME)
 MMLAKE_TOKEN           --                       API token for an http(s) registry
 MMLAKE_QA_BASE_URL     qa_base_url              none (an OpenAI-compatible server, e.g. http://host:8000/v1)
 MMLAKE_QA_MODEL        qa_model                 none (the model name that server serves)
@@ -37,7 +39,7 @@ from typing import Any
 __all__ = ["Settings", "load_settings"]
 
 _KEYS = {"lake": str, "registry": str, "s3_endpoint": str, "s3_region": str, "s3_rate_limit": float,
-         "s3_max_retries": int, "openlineage": str, "registry_reads": str, "qa_base_url": str, "qa_model": str,
+         "s3_max_retries": int, "openlineage": str, "registry_reads": str, "registry_roots": str, "qa_base_url": str, "qa_model": str,
          "qa_rps": float}
 
 
@@ -52,6 +54,7 @@ class Settings:
     s3_max_retries: int | None = None
     openlineage: str | None = None
     registry_reads: str = "open"
+    registry_roots: str | None = None
     qa_base_url: str | None = None
     qa_model: str | None = None
     qa_rps: float | None = None
@@ -63,6 +66,12 @@ class Settings:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def served_roots(self) -> tuple[str, ...]:
+        """What ``mmlake registry serve`` and its jobs may touch: the lake, $MMLAKE_HOME, and
+        MMLAKE_REGISTRY_ROOTS."""
+        extra = [r.strip() for r in (self.registry_roots or "").split(",") if r.strip()]
+        return tuple(dict.fromkeys([self.lake, self.home, *extra]))
 
     def with_lake(self, lake: str | None) -> Settings:
         return replace(self, lake=lake) if lake else self

@@ -164,6 +164,8 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
     else:
         run = client.start_run("pipeline", spec.name, inputs=[ref for ref, _ in inputs], spec=spec.to_json(),
                                parameters={"runner": spec.runner, **spec.runner_options, "write_id": write_id,
+                                           # what each stage ran with: resolved servers, models, tool versions
+                                           "stages": [st.describe() for st in spec.build()],
                                            **({"source": {**spec.source, "input": list(spec.inputs),
                                                           "digest": collected["digest"]}} if collected else {})})
     own_runner = runner is None

@@ -105,10 +105,15 @@ class HttpClient:
     def start_run(self, kind: str, name: str, *, inputs: list[str] | tuple[str, ...] = (),
                   spec: dict[str, Any] | None = None, parameters: dict[str, Any] | None = None,
                   status: str = "running", run_id: str | None = None, submitted_by: str | None = None,
-                  **_ignored: Any) -> RunInfo:
+                  code_version: str | None = None, logs_uri: str | None = None, **_ignored: Any) -> RunInfo:
+        """``submitted_by`` is ignored: the server records the token's user. The code version is
+        this process's (the server's would be wrong), sent with the logs URI."""
+        from registry.service import _code_version
+
         return RunInfo.from_json(self._call("POST", "/runs", json={
             "kind": kind, "name": name, "inputs": list(inputs), "spec": spec or {}, "parameters": parameters or {},
-            "status": status, "run_id": run_id}))
+            "status": status, "run_id": run_id, "code_version": code_version or _code_version(),
+            "logs_uri": logs_uri}))
 
     def mark_running(self, run_id: str) -> RunInfo:
         return RunInfo.from_json(self._call("POST", f"/runs/{run_id}/running"))

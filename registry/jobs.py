@@ -117,8 +117,8 @@ def validate_pipeline_job(spec: dict[str, Any]) -> Any:
 class JobRunner:
     """Runs submitted jobs one at a time on a background thread, in submission order."""
 
-    def __init__(self, reg: Any, lake_uri: str | None, workers: int = 1) -> None:
-        self.reg, self.lake_uri = reg, lake_uri
+    def __init__(self, reg: Any, lake_uri: str | None, workers: int = 1, roots: tuple[str, ...] | None = None) -> None:
+        self.reg, self.lake_uri, self.roots = reg, lake_uri, roots
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmlake-job")
         self._lock = threading.Lock()
 
@@ -128,6 +128,7 @@ class JobRunner:
         if isinstance(spec, dict) and spec.get("type") == "pipeline":
             pspec = validate_pipeline_job(spec)
             refs = [r for r in pspec.inputs if "://" not in r and not r.startswith((".", "/"))]
+            self._inside_roots([r for r in pspec.inputs if r not in refs], "pipeline input")
             for ref in refs:
                 self.reg.resolve(ref, for_read=True)  # unknown inputs fail now, not in the background
             run = self.reg.start_run("pipeline", pspec.name, status="queued", spec=pspec.to_json(),
@@ -136,10 +137,27 @@ class JobRunner:
             self._pool.submit(self._run_pipeline, run, pspec)
             return run  # type: ignore[no-any-return]
         srcs, cfg = validate_job(spec)
+        self._inside_roots(srcs, "ingest source")
+        if self.roots is not None:
+            import dataclasses
+
+            cfg = dataclasses.replace(cfg, roots=self.roots)  # table rows may not name files elsewhere
         run = self.reg.start_run("ingest", spec.get("name") or f"ingest {cfg.dataset}", status="queued",
                                  spec={**spec, "source": srcs}, submitted_by=submitted_by)
         self._pool.submit(self._run, run, srcs, cfg)
         return run
+
+    def _inside_roots(self, uris: list[str], what: str) -> None:
+        if self.roots is None:
+            return
+        from datalake.roots import OutsideRoots, Roots
+        from registry.types import Forbidden
+
+        for u in uris:
+            try:
+                Roots.of(self.roots).check(u, what)
+            except OutsideRoots as exc:
+                raise Forbidden(str(exc)) from None
 
     def _run(self, run: RunInfo, srcs: list[str], cfg: IngestConfig) -> None:
         try:

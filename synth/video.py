@@ -206,7 +206,10 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
     out = av.open(buf, mode="w", format="mp4")
     st = out.add_stream("libx264", rate=Fraction(fps, 1))
     st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-    st.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "sc_threshold": "40", "bf": "0"}
+    # one encoder thread: x264's sliced threads made the bytes differ from run to run under load
+    st.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "sc_threshold": "40", "bf": "0",
+                  "threads": "1"}
+    st.codec_context.thread_count = 1
     si = 0
     for f in range(frames):
         while f >= scenes[si]["f1"]:
@@ -223,7 +226,7 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
                 arr = (arr * ((b - f - 1) / fade_len)).astype(np.uint8)
             elif b <= f < b + fade_len:
                 arr = (arr * ((f - b) / fade_len)).astype(np.uint8)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(_yuv420p(arr), format="yuv420p")
         frame.pts = f
         for p in st.encode(frame):
             out.mux(p)
@@ -231,6 +234,24 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
         out.mux(p)
     out.close()
     return SyntheticVideo(f"synvid-{seed}-{index:05d}", buf.getvalue(), w, h, fps, frames, scenes, cuts, objects)
+
+
+def _yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """RGB -> YUV 4:2:0 (BT.601, limited range) in numpy, as PyAV's planar layout (Y rows, then U
+    and V). FFmpeg's swscale picks SIMD paths by buffer alignment, so its conversion of the same
+    picture could differ from run to run; this one cannot."""
+    x = rgb.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def sub(c: np.ndarray) -> np.ndarray:  # 2x2 means
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, sub(u), sub(v))]
+    return np.concatenate([planes[0].reshape(-1), planes[1].reshape(-1), planes[2].reshape(-1)]).reshape(h * 3 // 2, w)
 
 
 def _t(x: float) -> str:

@@ -31,7 +31,7 @@ from datalake.version import VersionError
 from registry.auth import role_allows
 from registry.jobs import JobRunner
 from registry.service import Registry
-from registry.types import RegistryError
+from registry.types import Forbidden, RegistryError
 
 __all__ = ["create_app", "ApiSettings", "ROUTE_ROLES", "Principal"]
 
@@ -45,6 +45,13 @@ class ApiSettings:
     reads_open: bool = True
     max_body_bytes: int = 1 << 20
     lake_uri: str | None = None
+    #: where the registry and its jobs may read and write (``datalake.roots``); the lake is always
+    #: one. None: no check (an embedded registry on one's own machine); ``mmlake registry serve``
+    #: sets the lake, $MMLAKE_HOME and MMLAKE_REGISTRY_ROOTS
+    roots: tuple[str, ...] | None = None
+
+    def all_roots(self) -> tuple[str, ...] | None:
+        return None if self.roots is None else tuple(dict.fromkeys([*(r for r in [self.lake_uri] if r), *self.roots]))
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,8 @@ class RunIn(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     run_id: str | None = None
     status: str = "running"
+    code_version: str | None = Field(default=None, max_length=200)
+    logs_uri: str | None = Field(default=None, max_length=2000)
 
 
 class FinishIn(BaseModel):
@@ -227,6 +236,26 @@ def make_thumbnail(data: bytes, mime: str, side: int) -> tuple[bytes, str]:
         return data, mime
 
 
+def _local_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI 5 (vendored under ``registry/web/static/swagger``, Apache-2.0), served
+    by the registry itself; FastAPI's default loads it from a CDN: a blank page offline."""
+    from pathlib import Path
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    here = Path(__file__).resolve().parents[1] / "web" / "static" / "swagger"
+    app.mount("/docs/assets", StaticFiles(directory=str(here)), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mmlake registry API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
 class _TooLarge(HTTPException):
     pass
 
@@ -265,11 +294,26 @@ class BodyLimit:
 
 def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: bool = True) -> FastAPI:
     settings = settings or ApiSettings()
-    app = FastAPI(title="mmlake registry", version="1", description="Datasets, versions, runs and lineage.")
+    app = FastAPI(title="mmlake registry", version="1", description="Datasets, versions, runs and lineage.",
+                  docs_url=None, redoc_url=None)
+    _local_docs(app)
     app.state.registry, app.state.settings = reg, settings
     app.state.versions = _VersionCache(reg)
     thumbs = ThumbnailCache(64 * 2**20)
-    app.state.jobs = JobRunner(reg, settings.lake_uri)
+    app.state.jobs = JobRunner(reg, settings.lake_uri, roots=settings.all_roots())
+
+    def inside_roots(uri: str, what: str) -> None:
+        roots = settings.all_roots()
+        if roots is None:
+            return
+        from datalake.roots import OutsideRoots, Roots
+
+        try:
+            Roots.of(roots).check(uri, what)
+        except OutsideRoots as exc:
+            raise Forbidden(str(exc)) from None
+
+    app.state.inside_roots = inside_roots
     router = APIRouter(prefix="/api/v1")
     route = Routes(router, "/api/v1")
 
@@ -342,6 +386,7 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     # versions
     @route("POST", "/versions", "writer", status_code=201)
     def register(body: VersionIn) -> dict[str, Any]:
+        inside_roots(body.manifest_uri, "manifest")
         return reg.register_version(body.manifest_uri, run_id=body.run_id, state=body.state).to_json()
 
     @route("GET", "/resolve", "read")
@@ -424,6 +469,7 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
 
     @route("POST", "/versions/{ref}/sync", "writer")
     def sync(ref: str, body: SyncIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        inside_roots(body.target, "sync target")
         try:
             return reg.sync(ref, body.target, submitted_by=who.name).to_json()
         except RegistryError:
@@ -444,7 +490,8 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     @route("POST", "/runs", "writer", status_code=201)
     def start_run(body: RunIn, who: Principal = Depends(principal)) -> dict[str, Any]:
         return reg.start_run(body.kind, body.name, inputs=body.inputs, spec=body.spec, parameters=body.parameters,
-                             run_id=body.run_id, status=body.status, submitted_by=who.name).to_json()
+                             run_id=body.run_id, status=body.status, submitted_by=who.name,
+                             code_version=body.code_version, logs_uri=body.logs_uri).to_json()
 
     @route("GET", "/runs/{run_id}", "read")
     def get_run(run_id: str) -> dict[str, Any]:

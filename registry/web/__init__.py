@@ -52,8 +52,9 @@ def _run_url(run_id: str) -> str:
 def funnel_from_counts(counts: dict[str, Any]) -> list[tuple[str, float]]:
     """inputs -> removed per reason -> kept, from a run's counts (ingest or pipeline)."""
     steps: list[tuple[str, float]] = []
-    if "inputs" in counts:
-        steps.append(("inputs", counts["inputs"]))
+    inputs = counts.get("inputs", counts.get("samples_in"))  # ingest runs count inputs, pipelines samples_in
+    if isinstance(inputs, (int, float)):
+        steps.append(("inputs", inputs))
     for group in ("rejected", "filtered"):
         for reason, n in sorted((counts.get(group) or {}).items(), key=lambda kv: -kv[1]):
             steps.append((f"{group}: {reason}", n))
@@ -197,7 +198,10 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
     def sync(name: str, number: str, target: str = Form(...)) -> Response:
         ref = f"{name}@{number}"
         try:
+            app.state.inside_roots(target, "sync target")
             rep = reg.sync(ref, target)
+        except RegistryError as exc:
+            return RedirectResponse(f"{_version_url(ref)}?err={quote(str(exc))}", status_code=303)
         except (ValueError, OSError) as exc:
             return RedirectResponse(f"{_version_url(ref)}?err={quote(f'sync failed, no replica recorded: {exc}')}",
                                     status_code=303)

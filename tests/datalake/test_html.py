@@ -225,7 +225,8 @@ def test_ingest_warc_pages_with_their_images(tmp_path: Path) -> None:
     res = ingest(str(crawl), lake, IngestConfig("crawl", kind="interleaved", workers=2), progress=False)
     assert res.ingested == 2 and res.rejected == {}  # the two 200 HTML records; the 404 is not a page
     docs = {s.key: s for s in lake.open_version("crawl")}
-    page = docs["example_org-docs-page_html"]
+    by_url = {s.meta["document"]["url"]: s for s in docs.values()}
+    page = by_url["http://example.org/docs/page.html"]
     d = page.meta["document"]
     assert d["format"] == "warc" and d["url"] == "http://example.org/docs/page.html"
     assert d["warc"]["file"] == "crawl.warc.gz" and d["warc"]["length"] > 0 and "#offset=" in page.source.uri
@@ -238,7 +239,7 @@ def test_ingest_warc_pages_with_their_images(tmp_path: Path) -> None:
 
     raw = (crawl / "crawl.warc.gz").read_bytes()[d["warc"]["offset"]:d["warc"]["offset"] + d["warc"]["length"]]
     assert b"First crawled paragraph." in warc_record_payload(raw)
-    assert "Only text lives here" in docs["example_org-docs-two_html"].content[0].text  # type: ignore[union-attr]
+    assert "Only text lives here" in by_url["http://example.org/docs/two.html"].content[0].text  # type: ignore[union-attr]
 
 
 def test_long_document_split_at_headings_loses_nothing() -> None:

@@ -130,3 +130,27 @@ def test_long_documents_do_not_saturate_the_histograms() -> None:
         pages.add(n)
     assert text.counts[-1] == 0 and len({i for i, c in enumerate(text.counts) if c}) == 3
     assert pages.counts[-1] == 0 and len({i for i, c in enumerate(pages.counts) if c}) == 3
+
+
+def test_distinct_names_stay_distinct_keys(tmp_path: Path) -> None:
+    """``a b.jpg``, ``a_b.jpg`` and ``a+b.jpg`` are three inputs: three keys, none a duplicate;
+    names that are keys already keep them, and the original name stays in the source."""
+    from datalake import Lake, LocalStore
+    from datalake.ingest import IngestConfig, ingest
+    from synth.shapes import render_shapes
+
+    src = tmp_path / "names"
+    src.mkdir()
+    for i, stem in enumerate(["a b", "a_b", "a+b", "plain-00", "ü-photo"]):
+        (src / f"{stem}.jpg").write_bytes(render_shapes(1, i, (64, 48)).jpeg)
+        (src / f"{stem}.txt").write_text(f"picture number {i}")
+    lake = Lake(LocalStore(tmp_path / "lake"))
+    res = ingest(str(src), lake, IngestConfig("names"), progress=False)
+    assert res.ingested == 5 and res.rejected == {}
+    samples = {s.key: s for s in lake.open_version("names")}
+    assert {"a_b", "plain-00"} <= set(samples) and len(samples) == 5
+    from urllib.parse import unquote
+
+    by_source = {unquote(s.source.uri.rsplit("/", 1)[-1]): k for k, s in samples.items()}
+    assert by_source["a_b.jpg"] == "a_b" and by_source["a b.jpg"] != by_source["a+b.jpg"]
+    assert by_source["a b.jpg"].startswith("a_b-") and len(by_source["a b.jpg"]) == len("a_b-") + 8

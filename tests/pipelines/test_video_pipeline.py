@@ -77,6 +77,12 @@ def test_video_pipeline_local_ray_spark_agree_and_account_for_every_input(tmp_pa
         out = run_pipeline(spec, lake, reg, progress=False, runner=runner)
         v = reg.open_version(out["output"])
         results[name] = (out, {s.key: s for s in v})
+        if name == "local":  # lineage: the detector and its parameters, with PySceneDetect's version
+            import scenedetect
+
+            stages = reg.get_run(out["run_id"]).parameters["stages"]
+            shots_cfg = next(st["video_shots"] for st in stages if "video_shots" in st)
+            assert shots_cfg["detector"] == "adaptive" and shots_cfg["scenedetect"] == scenedetect.__version__
         reg.close()
     out, docs = results["local"]
     for other in ("ray", "spark"):
@@ -204,3 +210,28 @@ def test_model_captioner_sends_keyframes_to_an_openai_compatible_server(tmp_path
     assert len(images) == 2 and all(u.startswith("data:image/jpeg;base64,") for u in images)
     assert base64.b64decode(images[0].split(",", 1)[1])[:3] == b"\xff\xd8\xff"
     assert any(p.get("text", "").startswith("t=0.0") for p in parts)
+
+
+def test_measured_captions_read_the_words_on_screen_with_ocr() -> None:
+    """``video_caption: {ocr: rapidocr}``: the words a synthetic video shows are in its captions,
+    in the shot that shows them."""
+    from pipelines.stage import build_stage
+    from synth.video import video_sample
+
+    v = next(v for v in (render_video(40, i, size=(480, 360), text_p=0.9) for i in range(20))
+             if any(o.kind == "text" and o.f1 - o.f0 > 20 for o in v.objects))
+    s = build_stage("video_shots", {"keyframes": ["first", "middle"]}).map(video_sample(v))
+    out = build_stage("video_caption", {"ocr": "rapidocr"}).map(s)
+    lines = out.content[-1].text.splitlines()
+    shots = s.meta["video_shots"]["shots"]
+    found = 0
+    for o in v.objects:
+        if o.kind != "text":
+            continue
+        mid = (o.f0 + o.f1) // 2  # the shot whose middle keyframe shows the word
+        k = next(i for i, sh in enumerate(shots) if sh["f0"] <= mid < sh["f1"])
+        keyframe = (shots[k]["f0"] + shots[k]["f1"] - 1) // 2
+        if o.f0 <= keyframe < o.f1:
+            assert o.text in lines[k], (o, lines[k])
+            found += 1
+    assert found >= 1 and out.meta["caption"]["ocr"] == "rapidocr" and out.meta["caption"]["synthetic"] is False

@@ -3,6 +3,7 @@ types, unknown ids, huge and chunked payloads, and no partial write behind a 4xx
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -115,3 +116,75 @@ def test_a_chunked_60mb_spec_is_refused_without_being_stored(world: World) -> No
     assert len(world.reg.list_runs(limit=10_000)) == n_runs
     r = client.post("/api/v1/datasets", json={"name": 123, "description": "z" * 500_000}, headers=writer)
     assert r.status_code == 422 and len(r.content) < 2000 and "zzzz" not in r.text
+
+
+def test_paths_outside_the_roots_are_refused_for_sync_jobs_manifests_and_table_rows(world: World) -> None:
+    import os
+    from pathlib import Path
+
+    from datalake.roots import OutsideRoots, Roots
+
+    inbox = world.tmp / "inbox"  # the one extra root: where ingest sources and replicas may be
+    inbox.mkdir()
+    outside = world.tmp / "elsewhere"
+    outside.mkdir()
+    (inbox / "sneaky").symlink_to(outside)  # inside by name, outside by its real path
+    app = create_app(world.reg, ApiSettings(lake_uri=world.lake.uri, roots=(str(inbox),)))
+    client = TestClient(app, raise_server_exceptions=False)
+    writer = {"Authorization": f"Bearer {world.tokens['writer']}"}
+    before = _counts(world)
+    for target in (str(outside), f"file://{outside}", f"{inbox}/../elsewhere", str(inbox / "sneaky" / "lake"),
+                   "s3://someone-elses-bucket/lake", "/etc"):
+        r = client.post("/api/v1/versions/mix@1/sync", json={"target": target}, headers=writer)
+        assert r.status_code == 403 and "outside the allowed roots" in r.json()["detail"], (target, r.text)
+        assert str(inbox) in r.json()["detail"]  # the message names what is allowed
+    for src in (str(outside), "/etc", f"{inbox}/../elsewhere"):
+        r = client.post("/api/v1/jobs", json={"type": "ingest", "source": src, "dataset": "x"}, headers=writer)
+        assert r.status_code == 403, (src, r.text)
+    r = client.post("/api/v1/versions", json={"manifest_uri": "file:///etc/datasets/x/versions/ab.json"}, headers=writer)
+    assert r.status_code == 403
+    assert _counts(world) == before  # nothing refused left a run, a replica or a version behind
+    assert not any(outside.iterdir())
+    # inside the roots it all works: a replica in the inbox, a job reading a table from there ...
+    ok = client.post("/api/v1/versions/mix@1/sync", json={"target": str(inbox / "replica")}, headers=writer)
+    assert ok.status_code == 200, ok.text
+    pic = sorted(Path(world.raw).rglob("*.jpg"))[0]
+    (inbox / "pic.jpg").write_bytes(pic.read_bytes())
+    (inbox / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"image": "pic.jpg", "caption": "a picture inside the inbox"},
+        {"image": "/etc/hostname", "caption": "a file of the server"},
+        {"image": "../elsewhere/x.jpg", "caption": "a climb out of the inbox"},
+        {"image": "sneaky/x.jpg", "caption": "through a symlink"}]) + "\n")
+    (outside / "x.jpg").write_bytes(pic.read_bytes())
+    job = client.post("/api/v1/jobs", json={"type": "ingest", "source": str(inbox / "rows.jsonl"), "dataset": "rows"},
+                      headers=writer)
+    assert job.status_code == 202, job.text
+    app.state.jobs.wait()
+    run = world.reg.get_run(job.json()["id"])
+    assert run.status == "succeeded", run.error
+    assert run.counts["ingested"] == 1 and run.counts["rejected"] == {"outside_roots": 3}
+    # ... and the check itself: real paths, S3 prefixes on segment boundaries
+    roots = Roots.of([str(inbox), "s3://bucket/team-a"])
+    assert roots.allows(str(inbox / "a" / "b.jpg")) and roots.allows("s3://bucket/team-a/x/y")
+    assert not roots.allows("s3://bucket/team-ab/x") and not roots.allows(os.path.join(str(inbox), "sneaky", "x"))
+    try:
+        roots.check("s3://bucket/team-a/../team-b/x")
+    except OutsideRoots as exc:
+        assert "'..'" in str(exc)
+    else:
+        raise AssertionError("an S3 key climbing out of its root was allowed")
+
+
+def test_the_http_client_keeps_code_version_and_logs_uri(world: World) -> None:
+    from registry.client import HttpClient
+
+    from .conftest import serve
+
+    with serve(create_app(world.reg, ApiSettings(lake_uri=world.lake.uri))) as url:
+        c = HttpClient(url, token=world.tokens["writer"])
+        run = c.start_run("pipeline", "remote", code_version="trainer 2.1 (abc123)", logs_uri="s3://logs/run.txt",
+                          submitted_by="someone-else")
+        got = world.reg.get_run(run.id)
+        c.close()
+    assert (got.code_version, got.logs_uri) == ("trainer 2.1 (abc123)", "s3://logs/run.txt")
+    assert got.submitted_by == "writer-user"  # the token's user, never what the client claims

@@ -63,6 +63,11 @@ def test_charts_and_funnel() -> None:
     assert steps == [("inputs", 10), ("rejected: b", 3), ("rejected: a", 1), ("filtered: small", 2), ("duplicates", 1),
                      ("kept", 3)]
     assert str(funnel_chart(steps, "f")).count('class="bar"') == 6
+    # a pipeline run counts its inputs as samples_in: the funnel still starts with them
+    piped = funnel_from_counts({"samples_in": 12, "kept": 7, "filtered": {"static": 1}, "duplicates": 1,
+                                "rejected": {"truncated_video": 3}})
+    assert piped[0] == ("inputs", 12) and piped[-1] == ("kept", 7)
+    assert sum(n for _, n in piped[1:-1]) + piped[-1][1] == piped[0][1]
     assert "&lt;x&gt;" in str(bar_chart(["<x>"], [1], "<t>"))
 
 

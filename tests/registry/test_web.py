@@ -332,3 +332,20 @@ def test_video_samples_play_with_shots_on_a_timeline_keyframes_and_charts(browse
     shot(page, "video-sample", request) if hasattr(request.node, "callspec") else page.screenshot(
         path=str(ARTIFACTS / "video-sample.png"), full_page=True)
     page.close()
+
+
+def test_api_docs_render_offline_from_local_assets(browser, site) -> None:  # type: ignore[no-untyped-def]
+    """/docs is Swagger UI served by the registry itself: with every other host unreachable the
+    page still lists every route (FastAPI's default fetched it from a CDN: a blank page)."""
+    url, _world = site
+    page = browser.new_page()
+    foreign: list[str] = []
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(url) else (foreign.append(r.request.url),
+                                                                                      r.abort()))
+    import httpx
+
+    ops = sum(len(v) for v in httpx.get(f"{url}/openapi.json").json()["paths"].values())
+    page.goto(f"{url}/docs")
+    page.wait_for_function(f"document.querySelectorAll('.opblock').length >= {ops}", timeout=20000)
+    assert ops >= 25 and foreign == []  # every operation of the API is listed
+    page.close()
