@@ -223,9 +223,9 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
         # fade through black: the scene's last frames darken, the next scene's first frames brighten
         for b in fades:
             if b - fade_len <= f < b:
-                arr = (arr * ((b - f - 1) / fade_len)).astype(np.uint8)
+                arr = (arr.astype(np.int32) * (b - f - 1) // fade_len).astype(np.uint8)
             elif b <= f < b + fade_len:
-                arr = (arr * ((f - b) / fade_len)).astype(np.uint8)
+                arr = (arr.astype(np.int32) * (f - b) // fade_len).astype(np.uint8)
         frame = av.VideoFrame.from_ndarray(_yuv420p(arr), format="yuv420p")
         frame.pts = f
         for p in st.encode(frame):
@@ -237,20 +237,22 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
 
 
 def _yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """RGB -> YUV 4:2:0 (BT.601, limited range) in numpy, as PyAV's planar layout (Y rows, then U
-    and V). FFmpeg's swscale picks SIMD paths by buffer alignment, so its conversion of the same
-    picture could differ from run to run; this one cannot."""
-    x = rgb.astype(np.float32)
+    """RGB -> YUV 4:2:0 (BT.601, limited range) in integer arithmetic, as PyAV's planar layout (Y
+    rows, then U and V). FFmpeg's swscale picks SIMD paths by buffer alignment, and numpy's float
+    reductions sum in an order that can depend on alignment too (a chroma value on .5 rounded
+    either way on CI), so both could change the bytes from run to run; integers cannot."""
+    x = rgb.astype(np.int32)
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
     h, w = y.shape
 
-    def sub(c: np.ndarray) -> np.ndarray:  # 2x2 means
-        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    def sub(c: np.ndarray) -> np.ndarray:  # 2x2 sums, exact
+        return c.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3), dtype=np.int64)
 
-    planes = [np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, sub(u), sub(v))]
+    rs, gs, bs = sub(r), sub(g), sub(b)  # chroma of the 2x2 mean colour, rounded once
+    u = ((-38 * rs - 74 * gs + 112 * bs + 512) >> 10) + 128
+    v = ((112 * rs - 94 * gs - 18 * bs + 512) >> 10) + 128
+    planes = [np.clip(p, 0, 255).astype(np.uint8) for p in (y, u, v)]
     return np.concatenate([planes[0].reshape(-1), planes[1].reshape(-1), planes[2].reshape(-1)]).reshape(h * 3 // 2, w)
 
 

@@ -77,3 +77,23 @@ def test_video_sample_qa_and_placeholders() -> None:
     assert "{segment:" in s.content[1].text
     counts = {q["q"]: q["a"] for q in qa if q["type"] == "count"}
     assert counts["How many scene cuts are there?"] == str(len(v.cuts))
+
+
+def test_colour_conversion_is_exact_whatever_the_buffer_alignment() -> None:
+    from synth.video import _yuv420p
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    ref = _yuv420p(rgb)
+    for off in range(1, 16):  # the same picture at every byte offset of a buffer
+        raw = bytearray(rgb.nbytes + 16)
+        moved = np.frombuffer(raw, np.uint8, rgb.nbytes, off).reshape(rgb.shape)
+        moved[...] = rgb
+        assert np.array_equal(_yuv420p(moved), ref)
+    # BT.601 limited range: black, white and the primaries land where the standard puts them
+    flat = np.zeros((2, 2, 3), np.uint8)
+    for colour, yuv in (((0, 0, 0), (16, 128, 128)), ((255, 255, 255), (235, 128, 128)),
+                        ((255, 0, 0), (82, 90, 240)), ((0, 0, 255), (41, 240, 110))):
+        flat[...] = colour
+        out = _yuv420p(flat)
+        assert abs(int(out[0, 0]) - yuv[0]) <= 1 and abs(int(out[2, 0]) - yuv[1]) <= 1 and abs(int(out[2, 1]) - yuv[2]) <= 1
