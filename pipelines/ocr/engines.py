@@ -59,7 +59,7 @@ def reading_order(lines: list[OcrLine]) -> list[OcrLine]:
     from datalake.layout import Fragment, layout
 
     out: list[OcrLine] = []
-    for k, b in enumerate(layout([Fragment(*ln.bbox, ln.text, ref=ln) for ln in lines])):
+    for k, b in enumerate(layout([Fragment(*ln.bbox, ln.text, ref=ln) for ln in lines], gutters=True)):
         for row in b.lines:
             for f in sorted(row.frags, key=lambda f: f.x0):
                 f.ref.block = k

@@ -58,6 +58,23 @@ def test_charts_and_funnel() -> None:
     h = str(histogram_chart({"edges": [0, 64, 128, 256], "counts": [0, 3, 5, 0]}, "w", chart_id="c"))
     assert re.findall(r'data-value="([\d.]+)"', h) == ["3", "5"]  # empty outer bins trimmed
     assert "no data" in str(bar_chart([], [], "empty"))
+    # bars fitted to the data: long documents and short captions in one version, at most 16 bars
+    from dashboards.charts import fit_bins
+    from datalake.stats import TEXT_EDGES, Histogram
+
+    text = Histogram(TEXT_EDGES)
+    for v in (1200, 3000, 3100, 90_000, 400_000, 2_500_000):
+        text.add(v)
+    edges, counts = fit_bins(text.edges, text.counts)
+    assert sum(counts) == 6 and counts[0] and counts[-1] and len(counts) <= 16 and len(edges) == len(counts) + 1
+    assert edges[0] <= 1200 < edges[1] and edges[-2] <= 2_500_000 < edges[-1]
+    narrow = Histogram(TEXT_EDGES)  # all between 1,000 and 1,500: one fine bin, not one of a factor of 4
+    for v in range(1000, 1500, 10):
+        narrow.add(v)
+    assert fit_bins(narrow.edges, narrow.counts) == ([1000, 1500], [50])
+    many = fit_bins(list(range(101)), [1] * 100)  # 100 bins join 7 at a time into 15 bars, none lost
+    assert len(many[1]) == 15 and sum(many[1]) == 100 and many[0][-1] == 100
+    assert edge_labels([1000, 1500, 20000, 3_000_000]) == ["1k–1.5k", "1.5k–20k", "20k–3M", "≥3M"]
     steps = funnel_from_counts({"inputs": 10, "rejected": {"a": 1, "b": 3}, "filtered": {"small": 2}, "duplicates": 1,
                                 "kept": 3})
     assert steps == [("inputs", 10), ("rejected: b", 3), ("rejected: a", 1), ("filtered: small", 2), ("duplicates", 1),
