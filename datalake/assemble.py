@@ -61,7 +61,9 @@ def assemble(samples: Iterable[Sample], *, by: str = "source", min_images: int =
         groups.setdefault(g, []).append(s)
     for g in sorted(groups):
         members = sorted(groups[g], key=lambda s: s.key)
-        gid = hashlib.sha256(g.encode()).hexdigest()[:10]
+        # seeded by the members' keys, not the group's name: a source group is a folder path,
+        # and the same files ingested from another place must give the same documents
+        gid = hashlib.sha256("\n".join(s.key for s in members).encode()).hexdigest()[:10]
         rng = np.random.default_rng([seed, int(gid, 16) % (1 << 32)])
         i = j = 0
         while i < len(members):

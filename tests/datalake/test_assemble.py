@@ -49,6 +49,14 @@ def test_documents_from_caption_folders(tmp_path: Path) -> None:
     again = assemble_documents(reg, lake, "photos@1", "photo-docs-2", by="source", min_images=2, max_images=4, seed=3)
     same = [(d.key, d.meta["assembled"]["members"]) for d in reg.open_version(again["output"])]
     assert same == [(d.key, d.meta["assembled"]["members"]) for d in v]  # the same seed: the same documents
+    # the same files ingested from another folder: the same documents (the group's path is not the seed)
+    moved = tmp_path / "elsewhere" / "deeper"
+    shutil.copytree(raw, moved)
+    run_ingest(reg, lake, [str(moved)], IngestConfig("photos-moved"), progress=False)
+    there = assemble_documents(reg, lake, "photos-moved@latest", "photo-docs-3", by="source", min_images=2,
+                               max_images=4, seed=3)
+    assert [d.meta["assembled"]["members"] for d in reg.open_version(there["output"])] == \
+        [d.meta["assembled"]["members"] for d in v]
     reg.close()
 
 
