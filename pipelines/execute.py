@@ -51,6 +51,34 @@ class TaskSpec:
     drop: dict[str, tuple[str, str, str, str, str | None]] = field(default_factory=dict)
     reuse_scores: str | None = None  # a scores.parquet URI
     env: dict[str, str] = field(default_factory=dict)
+    #: decision files of the previous block for this task (``pipelines.dedupe_lake``), read here
+    drop_tables: tuple[str, ...] = ()
+    #: the previous block's items of this task: survivors' signatures go to the signatures table
+    prev_items: str | None = None
+
+
+def part_uri(store: Any, write_id: str, pass_no: int, task: int, what: str) -> str:
+    """Where a task writes its table parts (outcomes, scores, signatures) until the commit."""
+    return store.url(f"shards/{write_id}/parts/p{pass_no}-t{task:05d}.{what}.parquet")
+
+
+def items_uri(store: Any, write_id: str, pass_no: int, task: int) -> str:
+    return store.url(f"shards/{write_id}/pass{pass_no}/items-{task:05d}.parquet")
+
+
+OUTCOME_COLUMNS = ("key", "input", "outcome", "stage", "reason", "detail", "duplicate_of", "scores")
+
+
+def table_bytes(rows: list[dict[str, Any]], columns: dict[str, Any]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in columns.items()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
 
 
 def marker_path(write_id: str, pass_no: int, task: int) -> str:
@@ -143,6 +171,13 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
         return result  # type: ignore[no-any-return]
     stages = _stages(json.dumps([list(s) for s in t.stages]))
     reuse = _scores(t.reuse_scores) if t.reuse_scores else {}
+    if t.drop_tables:  # what the engine decided for this task's samples
+        from pipelines.dedupe_lake import read_decisions
+
+        drop = dict(t.drop)
+        for uri in t.drop_tables:
+            drop.update(read_decisions(uri))
+        t = dataclasses.replace(t, drop=drop)
     where = f"{t.input_ref} task {t.task} ({t.source[0]} {t.source[1] if t.source[0] == 'input' else ''})"
     outcomes: list[dict[str, Any]] = []
     scores_rows: list[dict[str, Any]] = []
@@ -216,11 +251,57 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
             if t.final:
                 stats.add(s)
         shard = w.close()
-    result = {"task": t.task, "pass": t.pass_no, "inputs": n_in, "outcomes": outcomes, "scores": scores_rows,
-              "items": items, "shard": shard.to_json() if shard else None, "stats": stats.to_json(),
-              "kept": len(survivors), "scored": scored, "resumed": False, "source_stats": source_stats}
+    result = {"task": t.task, "pass": t.pass_no, "inputs": n_in, "shard": shard.to_json() if shard else None,
+              "stats": stats.to_json(), "kept": len(survivors), "scored": scored, "resumed": False,
+              "source_stats": source_stats, **_write_parts(t, store, outcomes, scores_rows, items)}
     store.put(marker, pickle.dumps(result))
     return result
+
+
+def _write_parts(t: TaskSpec, store: Any, outcomes: list[dict[str, Any]], scores_rows: list[dict[str, Any]],
+                 items: list[tuple[str, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """The task's rows go to the lake, not to the driver: what returns is their count by reason
+    and where they are (O(1) per task, whatever the task's size)."""
+    import pyarrow as pa
+
+    from pipelines.dedupe_lake import write_items
+
+    parts: dict[str, str] = {}
+    if outcomes:
+        parts["outcomes"] = part_uri(store, t.write_id, t.pass_no, t.task, "outcomes")
+        _put_uri(parts["outcomes"], table_bytes(outcomes, {c: pa.string() for c in OUTCOME_COLUMNS}))
+    if scores_rows:
+        parts["scores"] = part_uri(store, t.write_id, t.pass_no, t.task, "scores")
+        _put_uri(parts["scores"], table_bytes(scores_rows, {"key": pa.string(), "stage": pa.string(),
+                                                            "scores": pa.string()}))
+    if t.prev_items:  # the previous block's signatures of the samples its dedupe kept
+        sig_rows = _surviving_signatures(t.prev_items, t.drop)
+        if sig_rows:
+            parts["signatures"] = part_uri(store, t.write_id, t.pass_no, t.task, "signatures")
+            _put_uri(parts["signatures"], table_bytes(sig_rows, {"key": pa.string(), "sigs": pa.binary()}))
+    items_at = None
+    if t.block:
+        items_at = items_uri(store, t.write_id, t.pass_no, t.task)
+        write_items(items_at, items)
+    tally: dict[str, int] = {}
+    for o in outcomes:
+        k = f"{o['outcome']}:{o['reason']}"
+        tally[k] = tally.get(k, 0) + 1
+    return {"tally": tally, "parts": parts, "items": len(items), "items_at": items_at}
+
+
+def _surviving_signatures(uri: str, drop: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
+    from pipelines.dedupe_lake import _table
+
+    t = _table(uri).to_pydict()
+    return [{"key": k, "sigs": t["sigs"][i]} for i, k in enumerate(t["key"])
+            if drop.get(k, ("",))[0] != "duplicate"]
+
+
+def _put_uri(uri: str, data: bytes) -> None:
+    from pipelines.dedupe_lake import _put
+
+    _put(uri, data)
 
 
 def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample],

@@ -3,10 +3,13 @@
 1. Inputs are resolved through the registry (``name@latest`` ...); raw URIs are ingested first
    (recorded as their own run). Each input version is cut into tasks of ``partition_size``
    samples; a key that appears in two inputs is rejected (``duplicate_key``) up front.
-2. Passes run on the runner (see ``pipelines.execute``). After a pass that computed dedupe
-   signatures, the driver groups band records on the runner, unions verified pairs and marks
-   every non-keeper ``duplicate`` (with the key it duplicates); the next pass drops them.
-   ``against`` versions take part with their stored signatures and always win.
+2. Passes run on the runner (see ``pipelines.execute``). Tasks write their rows (rejects,
+   scores, dedupe items) to the lake and return counts and paths. After a pass that computed
+   dedupe signatures, each dedupe stage runs *inside the engine* over those items
+   (``pipelines.dedupe_lake``: bands, verified pairs, connected components, clusters) and
+   writes one decision file per task; the next pass's tasks read theirs and drop every
+   non-keeper as ``duplicate`` (with the key it duplicates). ``against`` versions take part
+   with their stored signatures table and always win.
 3. The final pass's shards are committed as the output version (manifest last), with the
    rejects table (every filtered, duplicate and rejected input with stage and reason), the
    scores table (for re-applying thresholds) and the signatures table (for dedupe against this
@@ -19,6 +22,7 @@ yields the same version digest.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -31,8 +35,7 @@ from datalake import DatasetVersion, Lake
 from datalake.shards import ShardInfo
 from datalake.stats import VersionStats
 from datalake.version import commit_shards
-from pipelines.dedupe_core import clusters
-from pipelines.execute import TaskSpec, run_task
+from pipelines.execute import OUTCOME_COLUMNS, TaskSpec, run_task
 from pipelines.runners import make_runner
 from pipelines.spec import PipelineSpec
 from pipelines.stage import DedupeStage, SpecError
@@ -93,7 +96,8 @@ def _plan_tasks(inputs: list[tuple[str, DatasetVersion]], size: int) -> tuple[li
     seen: dict[str, str] = {}
     for ref, v in inputs:
         for j, info in enumerate(v.manifest.shards):
-            keys = [e.key for e in v.shard(j).index.entries]
+            # keys are unique within a version: only several inputs need every key (the driver's one O(samples) step)
+            keys = [e.key for e in v.shard(j).index.entries] if len(inputs) > 1 else []
             for start in range(0, info.samples, size):
                 t = len(tasks)
                 tasks.append((ref, ("input", v.uri, j, start, min(info.samples, start + size))))
@@ -106,21 +110,24 @@ def _plan_tasks(inputs: list[tuple[str, DatasetVersion]], size: int) -> tuple[li
     return tasks, drops
 
 
-def _load_table(store: Any, path: str) -> list[dict[str, Any]]:
+def _merge_parts(store: Any, path: str, uris: list[str], columns: dict[str, Any]) -> int:
+    """The tasks' table parts as one Parquet file, streamed one part at a time; rows counted."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(pa.BufferReader(store.read(path)), use_threads=False).to_pylist()  # type: ignore[no-any-return]
+    from pipelines.dedupe_lake import _table
 
-
-def _parquet(rows: list[dict[str, Any]], columns: dict[str, Any]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in columns.items()})
+    schema = pa.schema([(c, t) for c, t in columns.items()])
     buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
+    n = 0
+    with pq.ParquetWriter(buf, schema) as w:
+        for uri in uris:
+            table = _table(uri).select(list(columns)).cast(schema)
+            n += table.num_rows
+            w.write_table(table)
+    if n:
+        store.put(path, buf.getvalue())
+    return n
 
 
 def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool | None = None,
@@ -150,14 +157,13 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         if "scores" not in prev.manifest.extras:
             raise SpecError(f"reuse_scores: {spec.reuse_scores} has no stored scores (it was not made by a pipeline)")
         reuse_uri = prev.store.url(prev.manifest.extras["scores"])
-    against: list[tuple[str, dict[str, Any]]] = []  # (ref/key, {stage: sig}) of reference versions
+    against: list[tuple[str, str]] = []  # (ref, signatures table URI) of reference versions
     for ref in spec.against:
         v = client.open_version(ref, for_read=False)
         info = client.resolve(ref, for_read=False)
         if "signatures" not in v.manifest.extras:
             raise SpecError(f"against: {ref} has no stored signatures (only pipeline outputs with dedupe stages do)")
-        for row in _load_table(v.store, v.manifest.extras["signatures"]):
-            against.append((f"{info.ref}/{row['key']}", pickle.loads(row["sigs"])))
+        against.append((info.ref, v.store.url(v.manifest.extras["signatures"])))
     env = {k: v for k, v in os.environ.items() if k.startswith(("MMLAKE_", "AWS_"))}
     if run_id is not None:  # submitted as a job: the queued run now starts
         run = client.mark_running(run_id)
@@ -175,20 +181,23 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         client.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     try:
-        outcomes: list[dict[str, Any]] = []
-        scores: list[dict[str, Any]] = []
-        sig_rows: list[dict[str, Any]] = []
+        store = lake.dataset_store(spec.output)
+        parts: dict[str, list[str]] = {"outcomes": [], "scores": [], "signatures": []}  # URIs, in task order
+        tally: Counter[str] = Counter()  # outcome:reason -> samples
         cluster_stats: dict[str, Any] = {}
         warned: dict[str, int] = {}
         sources: list[tuple[Any, ...]] = [src for _, src in tasks]
         computed = resumed = scored = 0
         results: list[dict[str, Any]] = []
         first: list[dict[str, Any]] = []  # pass 1's results: what a collected source made
+        tables: dict[int, tuple[str, ...]] = {}  # task -> the previous block's decision files
+        prev_items: list[str | None] = [None] * len(tasks)
         for k, (seg, block) in enumerate(passes):
             final = k == len(passes) - 1
             specs = [TaskSpec(task=i, pass_no=k, lake_uri=lake.uri, output=spec.output, write_id=write_id,
                               stages=spec.stages, segment=seg, block=block, source=sources[i], final=final,
-                              input_ref=tasks[i][0], drop=drops.get(i, {}), reuse_scores=reuse_uri, env=env)
+                              input_ref=tasks[i][0], drop=drops.get(i, {}), reuse_scores=reuse_uri, env=env,
+                              drop_tables=tables.get(i, ()), prev_items=prev_items[i])
                      for i in range(len(tasks))]
             results = runner.map_tasks(run_task, specs, desc=f"{spec.name} pass {k + 1}/{len(passes)}")
             first = first or results
@@ -196,24 +205,26 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             resumed += sum(bool(r["resumed"]) for r in results)
             scored += sum(r["scored"] for r in results if not r["resumed"])
             for r in results:
-                outcomes.extend(r["outcomes"])
-                scores.extend(r["scores"])
+                tally.update(r["tally"])
+                for what, uri in r["parts"].items():
+                    parts[what].append(uri)
                 for msg, n in (r.get("warnings") or {}).items():
                     warned[msg] = warned.get(msg, 0) + n
             if on_pass:
                 on_pass(k, results)
-            drops = {}
+            drops, tables = {}, {}
             sources = [("staged", r["shard"]) if r["shard"] else ("staged", None) for r in results]
+            prev_items = [r.get("items_at") for r in results]
             if block:
-                drops, sigs, cstats = _resolve_duplicates(runner, stages, block, spec, results, tasks, against)
-                sig_rows.extend(sigs)
+                drops, tables, cstats = _resolve_duplicates(runner, stages, block, spec, results, tasks, against,
+                                                            store, write_id, k)
                 cluster_stats.update(cstats)
         kept_shards = [ShardInfo.from_json(r["shard"]) for r in results if r["shard"]]
         stats = VersionStats()
         for r in results:
             stats.merge(VersionStats.from_json(r["stats"]))
         n_in = sum(r["inputs"] for r in first) if collected else sum(len(v) for _, v in inputs)
-        counts = _summarise(outcomes, sum(r["kept"] for r in results), n_in)
+        counts = _summarise(tally, sum(r["kept"] for r in results), n_in)
         if collected:  # the collector's statistics: screens per platform, targets, rejects by reason
             source_stats: Counter[str] = Counter()
             for r in first:
@@ -233,28 +244,26 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             counts["samples_in"] += sum(ingested.rejected.values())
             counts["rejected"] = dict(sorted((Counter(counts["rejected"]) + Counter(ingested.rejected)).items()))
             counts["ingest"] = {"inputs": ingested.inputs, "ingested": ingested.ingested, "rejected": ingested.rejected}
-        store = lake.dataset_store(spec.output)
         prefix = f"shards/{write_id}"
-        reasons = Counter(f"{o['outcome']}:{o['reason']}" for o in outcomes)
         rejects = None
         extras: dict[str, str] = {}
-        if outcomes:
-            store.put(f"{prefix}/rejects.parquet", _parquet(outcomes, {c: pa.string() for c in (
-                "key", "input", "outcome", "stage", "reason", "detail", "duplicate_of", "scores")}))
-            rejects = {"path": f"{prefix}/rejects.parquet", "count": len(outcomes), "reasons": dict(sorted(reasons.items()))}
-        if scores:
-            store.put(f"{prefix}/scores.parquet", _parquet(scores, {"key": pa.string(), "stage": pa.string(),
-                                                                     "scores": pa.string()}))
+        n_out = _merge_parts(store, f"{prefix}/rejects.parquet", parts["outcomes"], {c: pa.string() for c in OUTCOME_COLUMNS})
+        if n_out:
+            rejects = {"path": f"{prefix}/rejects.parquet", "count": n_out, "reasons": dict(sorted(tally.items()))}
+        if _merge_parts(store, f"{prefix}/scores.parquet", parts["scores"],
+                        {"key": pa.string(), "stage": pa.string(), "scores": pa.string()}):
             extras["scores"] = f"{prefix}/scores.parquet"
-        if sig_rows:
-            store.put(f"{prefix}/signatures.parquet", _parquet(sig_rows, {"key": pa.string(), "sigs": pa.binary()}))
+        if _merge_parts(store, f"{prefix}/signatures.parquet", parts["signatures"],
+                        {"key": pa.string(), "sigs": pa.binary()}):
             extras["signatures"] = f"{prefix}/signatures.parquet"
         version, _existed = commit_shards(store, spec.output, kept_shards, stats, rejects=rejects, extras=extras,
                                           created={"by": f"mmlake run {spec.name}", "run_id": run.id,
                                                    "write_id": write_id})
-        for k in range(len(passes)):  # staged passes are no longer needed once the version exists
+        for k in range(len(passes)):  # staged passes and parts are no longer needed once the version exists
             for path in list(store.list(f"{prefix}/pass{k}")):
                 store.delete(path)
+        for path in list(store.list(f"{prefix}/parts")):
+            store.delete(path)
     except BaseException as exc:
         try:
             if isinstance(exc, (KeyboardInterrupt, Cancelled)):  # SIGINT / SIGTERM: workers are stopped below
@@ -294,10 +303,18 @@ def cancel_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _summarise(outcomes: list[dict[str, Any]], kept: int, n_inputs: int) -> dict[str, Any]:
-    filtered = Counter(o["reason"] for o in outcomes if o["outcome"] == "filtered")
-    rejected = Counter(o["reason"] for o in outcomes if o["outcome"] == "rejected")
-    duplicates = sum(1 for o in outcomes if o["outcome"] == "duplicate")
+def _summarise(tally: Counter[str], kept: int, n_inputs: int) -> dict[str, Any]:
+    filtered: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    duplicates = 0
+    for k, n in tally.items():
+        outcome, _, reason = k.partition(":")
+        if outcome == "filtered":
+            filtered[reason] += n
+        elif outcome == "rejected":
+            rejected[reason] += n
+        elif outcome == "duplicate":
+            duplicates += n
     total = kept + sum(filtered.values()) + sum(rejected.values()) + duplicates
     if total != n_inputs:  # an internal invariant: every input is accounted for exactly once
         raise AssertionError(f"accounting does not close: {total} outcomes for {n_inputs} inputs")
@@ -307,56 +324,61 @@ def _summarise(outcomes: list[dict[str, Any]], kept: int, n_inputs: int) -> dict
 
 def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], spec: PipelineSpec,
                         results: list[dict[str, Any]], tasks: list[tuple[str, tuple[Any, ...]]],
-                        against: list[tuple[str, dict[str, Any]]]
-                        ) -> tuple[dict[int, dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Run the block's dedupe stages in order; decisions per task for the next pass."""
-    items: list[tuple[int, str, Any, dict[str, Any]]] = []  # (task, key, rank, sigs)
+                        against: list[tuple[str, str]], store: Any, write_id: str, pass_no: int
+                        ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, ...]], dict[str, Any]]:
+    """Run the block's dedupe stages in order on the runner, over the items the tasks wrote to
+    the lake. Returns the part removals decided here (per task), each task's decision files for
+    the next pass and the stages' statistics -- the decisions themselves stay in the lake."""
+    from pipelines.dedupe_lake import DedupeJob, ItemPart, count_rows
+
+    own: list[ItemPart] = []
+    base = 0
     for r in results:
-        items.extend((r["task"], key, rank, sigs) for key, rank, sigs in r["items"])
-    n_own = len(items)
-    ref_items = [(-1, name, (float("-inf"), name), sigs) for name, sigs in against]
-    everyone = items + ref_items
-    alive = set(range(len(everyone)))
+        if r["items"]:
+            own.append(ItemPart(r["items_at"], r["task"], base, tasks[r["task"]][0]))
+        base += r["items"]
+    refs: list[ItemPart] = []
+    for ref, uri in against:
+        refs.append(ItemPart(uri, -1, base, ref))
+        base += count_rows(uri)
     decisions: dict[int, dict[str, Any]] = {}
+    tables: dict[int, list[str]] = {}
     cluster_stats: dict[str, Any] = {}
-    for i in block:
+    for pos, i in enumerate(block):
         st = stages[i]
-        stage_spec = spec.stages[i]
         if getattr(st, "prunes_parts", False):  # counted here, applied as part removals by the next pass
-            own = [n for n in sorted(alive) if n < n_own]
-            over, seen = st.over_limit(everyone[n][3].get(st.name) for n in own)
-            pruned = 0
-            for n in own:
-                hit = sorted(set(everyone[n][3].get(st.name) or ()) & over)
-                if hit:
-                    pruned += 1
-                    decisions.setdefault(everyone[n][0], {})[everyone[n][1]] = (
-                        "prune", st.name, "repeated_image", f"{len(hit)} image(s) in more than "
-                        f"{st.config.max_documents} documents", tuple(hit))
-            cluster_stats[st.name] = {"repeated_images": len(over), "documents_pruned": pruned,
-                                      "most_repeated": max(seen.values(), default=0)}
+            decisions_i, cluster_stats[st.name] = _repeated_parts(st, own, tables)
+            for task, d in decisions_i.items():
+                decisions.setdefault(task, {}).update(d)
             continue
-        records = [rec for n in sorted(alive) if everyone[n][3].get(st.name) is not None
-                   for rec in st.band_records(n, everyone[n][3][st.name])]
-        pairs = runner.find_pairs(stage_spec, records)
-        dup = clusters(pairs, {n: everyone[n][2] for n in range(len(everyone))}, transitive=st.transitive)
-        sizes: Counter[int] = Counter(dup.values())
-        dists: list[float] = []
-        for n, keeper in sorted(dup.items()):
-            if n >= n_own or n not in alive:
-                continue  # reference items are never removed
-            task, key = everyone[n][0], everyone[n][1]
-            kt, kkey = everyone[keeper][0], everyone[keeper][1]
-            # the key it duplicates; qualified when it lives in another input or a reference version
-            of = kkey if kt < 0 or tasks[kt][0] == tasks[task][0] else f"{tasks[kt][0]}/{kkey}"
-            d = st.distance(everyone[n][3][st.name], everyone[keeper][3][st.name])
-            if d is not None:
-                dists.append(d)
-            detail = f"{st.name} cluster" + (f"; distance {d:g} to its representative" if d is not None else "")
-            decisions.setdefault(task, {})[key] = ("duplicate", st.name, "duplicate", detail, of)
-            alive.discard(n)
-        cluster_stats[st.name] = {"clusters": len(sizes), "duplicates": sum(sizes.values()),
-                                  "largest": 1 + max(sizes.values(), default=0),
-                                  "max_distance": max(dists, default=None)}
-    sig_rows = [{"key": everyone[n][1], "sigs": pickle.dumps(everyone[n][3])} for n in sorted(alive) if n < n_own]
-    return decisions, sig_rows, cluster_stats
+        parts = [dataclasses.replace(p, removed=tuple(tables.get(p.task, ()))) for p in own] + refs
+        job = DedupeJob(stage=spec.stages[i], parts=tuple(parts),
+                        out=store.url(f"shards/{write_id}/pass{pass_no}/dups-{pos:02d}"))
+        files, cluster_stats[st.name] = runner.dedupe(job)
+        for task, uri in files.items():
+            tables.setdefault(task, []).append(uri)
+    return decisions, {t: tuple(u) for t, u in tables.items()}, cluster_stats
+
+
+def _repeated_parts(st: Any, own: list[Any], tables: dict[int, list[str]]
+                    ) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """Images repeated across more than ``max_documents`` documents (counted in the driver over
+    the image hashes: one set of hashes per document)."""
+    from pipelines.dedupe_lake import read_nodes
+
+    docs: list[tuple[int, str, Any]] = []
+    for p in own:
+        df = read_nodes(dataclasses.replace(p, removed=tuple(tables.get(p.task, ()))), st.name)
+        docs.extend((task, key, pickle.loads(sig)) for task, key, sig in zip(df["task"], df["key"], df["sig"], strict=True))
+    over, seen = st.over_limit(sig for _, _, sig in docs)
+    decisions: dict[int, dict[str, Any]] = {}
+    pruned = 0
+    for task, key, sig in docs:
+        hit = sorted(set(sig or ()) & over)
+        if hit:
+            pruned += 1
+            decisions.setdefault(task, {})[key] = (
+                "prune", st.name, "repeated_image", f"{len(hit)} image(s) in more than "
+                f"{st.config.max_documents} documents", tuple(hit))
+    return decisions, {"repeated_images": len(over), "documents_pruned": pruned,
+                       "most_repeated": max(seen.values(), default=0)}

@@ -1,8 +1,10 @@
 """Runners decide *where* the same tasks run: in-process (``local``), on Ray Data, on Spark.
 
-A runner does two things: ``map_tasks(fn, tasks)`` (results in task order) and
-``find_pairs(stage, records)`` (group dedupe band records, verify each group). Nothing else
-differs between engines, which is why they produce the same output version.
+A runner does two things: ``map_tasks(fn, tasks)`` (results in task order; tasks write their
+rows to the lake and return counts and paths) and ``dedupe(job)`` (``pipelines.dedupe_lake``:
+read the items the tasks wrote, find, verify and cluster duplicates inside the engine, write
+one decision file per task). Nothing else differs between engines, which is why they produce
+the same output version.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ class Runner(Protocol):
 
     def map_tasks(self, fn: Any, tasks: list[Any], desc: str = "") -> list[Any]: ...
 
-    def find_pairs(self, stage: tuple[str, dict[str, Any]], records: list[Any]) -> set[tuple[int, int]]: ...
+    def dedupe(self, job: Any) -> tuple[dict[int, str], dict[str, Any]]: ...
 
     def close(self) -> None: ...
 

@@ -1,4 +1,4 @@
-"""The embedded runner: tasks on a process pool (``workers``), grouping in-process."""
+"""The embedded runner: tasks on a process pool (``workers``), dedupe in-process."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from pipelines.dedupe_core import find_pairs
-from pipelines.stage import DedupeStage, SpecError, build_stage
+from pipelines.dedupe_lake import dedupe_local
+from pipelines.stage import SpecError
 
 
 class LocalRunner:
@@ -45,10 +45,8 @@ class LocalRunner:
         finally:
             bar.close()
 
-    def find_pairs(self, stage: tuple[str, dict[str, Any]], records: list[Any]) -> set[tuple[int, int]]:
-        st = build_stage(*stage)
-        assert isinstance(st, DedupeStage)
-        return find_pairs(st, records)
+    def dedupe(self, job: Any) -> tuple[dict[int, str], dict[str, Any]]:
+        return dedupe_local(job)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,4 +1,4 @@
-"""Ray Data runner: tasks through ``map_batches``, dedupe bands through ``groupby().map_groups``.
+"""Ray Data runner: tasks through ``map_batches``, dedupe inside Ray Data (``pipelines.dedupe_lake``).
 
 ``ray.init()`` starts a local Ray by default (``num_cpus``, a bounded object store, no
 dashboard); ``address: auto`` or ``ray://host:10001`` joins a cluster. Tasks and records
@@ -22,19 +22,94 @@ def _run_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"i": batch["i"], "result": np.array(out, dtype=object)}
 
 
-def _verify_blocks(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A hash-partitioned block holds whole groups: group in memory, verify each."""
-    from collections import defaultdict
+def _empty(ddl: str) -> Any:
+    import pandas as pd
 
-    from pipelines.dedupe_core import verify_group
-    from pipelines.stage import build_stage
+    kinds = {"long": "int64", "int": "int32", "string": "object", "binary": "object"}
+    return pd.DataFrame({name: pd.Series([], dtype=kinds[t]) for name, t in (f.split() for f in ddl.split(","))})
 
-    stage = build_stage(*pickle.loads(batch["stage"][0])) if len(batch["stage"]) else None
-    groups: dict[str, list[Any]] = defaultdict(list)
-    for g, r in zip(batch["g"], batch["rec"], strict=True):
-        groups[g].append(pickle.loads(r))
-    pairs = [p for recs in groups.values() if len(recs) > 1 for p in verify_group(stage, recs)]  # type: ignore[arg-type]
-    return {"a": np.array([p[0] for p in pairs], dtype=np.int64), "b": np.array([p[1] for p in pairs], dtype=np.int64)}
+
+def _call(fn: Any, df: Any, schema: str) -> Any:
+    out = fn(df) if len(df) else None
+    return _empty(schema) if out is None or len(out) == 0 else out
+
+
+class RayEngine:
+    """``pipelines.dedupe_lake.Engine`` on Ray tasks: a dataset is a list of object refs (one
+    pandas partition each, in the object store, spilled to disk when large); a shuffle is one
+    split task per partition (``num_returns`` = partitions, rows hashed by key) and one reduce
+    task per output partition, as Ray Data's hash shuffle does, without its per-execution
+    start-up (seconds per step, and connected components take several steps). The driver holds
+    refs only."""
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self._apply = ray.remote(_apply_task)
+        self._split = ray.remote(_split_task)
+        self._len = ray.remote(_len_task)
+
+    def parallelize(self, inputs: list[Any], fn: Any, schema: str) -> Any:
+        return [self._apply.remote(lambda x: _call(lambda _: fn(x), [x], schema), _Boxed(x)) for x in inputs]
+
+    def map(self, ds: Any, fn: Any, schema: str) -> Any:
+        return [self._apply.remote(lambda df: _call(fn, df, schema), ref) for ref in ds]
+
+    def shuffle(self, ds: Any, key: str, fn: Any, schema: str, partitions: int) -> Any:
+        if not ds:
+            return []
+        if partitions == 1:
+            pieces = [[ref] for ref in ds]
+        else:
+            pieces = [self._split.options(num_returns=partitions).remote(ref, key, partitions) for ref in ds]
+        return [self._apply.remote(lambda *dfs: _call(fn, _concat(dfs), schema), *[p[j] for p in pieces])
+                for j in range(partitions)]
+
+    def union(self, *ds: Any) -> Any:
+        return [ref for d in ds for ref in d]
+
+    def collect(self, ds: Any) -> Any:
+        return _concat(self.ray.get(list(ds)))
+
+    def count(self, ds: Any) -> int:
+        return int(sum(self.ray.get([self._len.remote(ref) for ref in ds])))
+
+    def persist(self, ds: Any) -> Any:
+        self.ray.wait(list(ds), num_returns=len(ds))  # computed (a failure surfaces at the next get)
+        return ds
+
+    def release(self, ds: Any) -> None:
+        pass  # objects are freed when no ref is left
+
+
+class _Boxed:
+    """An input passed by value (a bare ``ObjectRef`` argument would be resolved by Ray)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _apply_task(fn: Any, *args: Any) -> Any:
+    return fn(*[a.value if isinstance(a, _Boxed) else a for a in args])
+
+
+def _len_task(df: Any) -> int:
+    return len(df)
+
+
+def _split_task(df: Any, key: str, partitions: int) -> Any:
+    import pandas as pd
+
+    if not len(df):
+        return tuple(df for _ in range(partitions))
+    h = pd.util.hash_pandas_object(df[key], index=False).to_numpy() % partitions
+    return tuple(df[h == j] for j in range(partitions))
+
+
+def _concat(dfs: Any) -> Any:
+    import pandas as pd
+
+    dfs = [d for d in dfs if len(d)]
+    return pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame()
 
 
 class RayRunner:
@@ -73,16 +148,13 @@ class RayRunner:
         rows.sort(key=lambda r: r["i"])
         return [pickle.loads(r["result"]) for r in rows]
 
-    def find_pairs(self, stage: tuple[str, dict[str, Any]], records: list[Any]) -> set[tuple[int, int]]:
-        if not records:
-            return set()
-        st = pickle.dumps(stage)
-        ds = self.ray.data.from_items([{"g": r.group, "rec": pickle.dumps(r), "stage": st} for r in records])
-        parts = max(1, min(64, len(records) // 20000 + int(self.ray.cluster_resources().get("CPU", 1))))
-        # hash-partition by band: every group lands whole in one block, verified in one call
-        rows = (ds.repartition(parts, keys=["g"]).map_batches(_verify_blocks, batch_size=None, batch_format="numpy")
-                .take_all())
-        return {(int(r["a"]), int(r["b"])) for r in rows}
+    def dedupe(self, job: Any) -> tuple[dict[int, str], dict[str, Any]]:
+        from dataclasses import replace
+
+        from pipelines.dedupe_lake import dedupe_on
+
+        cpus = int(self.ray.cluster_resources().get("CPU", 1))
+        return dedupe_on(RayEngine(self.ray), replace(job, partitions=max(2, min(64, 2 * cpus))))
 
     def close(self) -> None:
         pass  # a local Ray is reused by the next job in this process; ray.shutdown() at exit

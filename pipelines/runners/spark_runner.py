@@ -1,4 +1,4 @@
-"""Spark runner: tasks through ``mapInPandas``, dedupe bands through ``groupBy().applyInPandas``.
+"""Spark runner: tasks through ``mapInPandas``, dedupe inside Spark (``pipelines.dedupe_lake``).
 
 ``local[N]`` by default, or ``master: spark://host:7077``. Tasks and records travel pickled in
 binary columns; workers read samples from the lake themselves (no S3A jars needed).
@@ -22,21 +22,55 @@ def _run_partition(frames: Iterator[Any]) -> Iterator[Any]:
         yield pd.DataFrame(out, columns=["i", "result"])
 
 
-def _verify(frames: Iterator[Any]) -> Iterator[Any]:
-    """Verify many groups per call (one row per group with its records collected)."""
+def _whole(frames: Iterator[Any], fn: Any) -> Iterator[Any]:
+    """One call per partition with all its rows (a hash partition holds whole keys)."""
     import pandas as pd
 
-    from pipelines.dedupe_core import verify_group
-    from pipelines.stage import build_stage
+    batches = [f for f in frames if len(f)]
+    if batches:
+        yield fn(pd.concat(batches, ignore_index=True))
 
-    stages: dict[bytes, Any] = {}
-    for df in frames:
-        pairs: list[tuple[int, int]] = []
-        for st, recs in zip(df["stage"], df["recs"], strict=True):
-            if st not in stages:
-                stages[st] = build_stage(*pickle.loads(st))
-            pairs.extend(verify_group(stages[st], [pickle.loads(r) for r in recs]))
-        yield pd.DataFrame(pairs, columns=["a", "b"], dtype="int64")
+
+class SparkEngine:
+    """``pipelines.dedupe_lake.Engine`` on Spark DataFrames: ``repartition(n, key)`` +
+    ``mapInPandas``; persisted steps are local checkpoints (lineage stays short over the rounds)."""
+
+    def __init__(self, spark: Any) -> None:
+        self.spark = spark
+
+    def parallelize(self, inputs: list[Any], fn: Any, schema: str) -> Any:
+        rdd = self.spark.sparkContext.parallelize([(pickle.dumps(x),) for x in inputs], numSlices=len(inputs))
+
+        def run(frames: Iterator[Any]) -> Iterator[Any]:
+            for df in frames:
+                for x in df["p"]:
+                    yield fn(pickle.loads(x))
+
+        return self.spark.createDataFrame(rdd, "p binary").mapInPandas(run, schema)
+
+    def map(self, df: Any, fn: Any, schema: str) -> Any:
+        return df.mapInPandas(lambda frames: (fn(f) for f in frames if len(f)), schema)
+
+    def shuffle(self, df: Any, key: str, fn: Any, schema: str, partitions: int) -> Any:
+        return df.repartition(partitions, key).mapInPandas(lambda frames: _whole(frames, fn), schema)
+
+    def union(self, *dfs: Any) -> Any:
+        out = dfs[0]
+        for d in dfs[1:]:
+            out = out.unionByName(d)
+        return out
+
+    def collect(self, df: Any) -> Any:
+        return df.toPandas()
+
+    def count(self, df: Any) -> int:
+        return int(df.count())
+
+    def persist(self, df: Any) -> Any:
+        return df.localCheckpoint(eager=True)
+
+    def release(self, df: Any) -> None:
+        df.unpersist()
 
 
 class SparkRunner:
@@ -65,17 +99,13 @@ class SparkRunner:
         rows = df.mapInPandas(_run_partition, "i long, result binary").collect()
         return [pickle.loads(r["result"]) for r in sorted(rows, key=lambda r: r["i"])]
 
-    def find_pairs(self, stage: tuple[str, dict[str, Any]], records: list[Any]) -> set[tuple[int, int]]:
-        if not records:
-            return set()
-        st = pickle.dumps(stage)
-        from pyspark.sql import functions as F
+    def dedupe(self, job: Any) -> tuple[dict[int, str], dict[str, Any]]:
+        from dataclasses import replace
 
-        df = self.spark.createDataFrame([(r.group, pickle.dumps(r)) for r in records], "g string, rec binary")
-        groups = (df.groupBy("g").agg(F.collect_list("rec").alias("recs")).where(F.size("recs") > 1)
-                  .withColumn("stage", F.lit(st)))
-        rows = groups.mapInPandas(_verify, "a long, b long").collect()
-        return {(int(r["a"]), int(r["b"])) for r in rows}
+        from pipelines.dedupe_lake import dedupe_on
+
+        parts = self.partitions or int(self.spark.conf.get("spark.sql.shuffle.partitions"))
+        return dedupe_on(SparkEngine(self.spark), replace(job, partitions=parts))
 
     def close(self) -> None:
         pass  # the session is reused by the next job in this process
