@@ -80,15 +80,7 @@ def test_a_pipeline_on_a_spark_standalone_cluster_writes_the_local_version(tmp_p
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    lake = Lake(LocalStore(tmp_path / "local-lake"))
-    reg = Registry(f"sqlite:///{tmp_path / 'local.db'}")
-    local = run_pipeline(parse_spec({**SPEC, "input": str(raw), "runner": "local"}), lake, reg, progress=False)
-    reg.close()
-    for k in ("samples_in", "kept", "filtered", "duplicates", "rejected"):
-        assert cluster[k] == local[k], k
-    assert cluster["runner"] == "spark"
-    assert Path(cluster["manifest"].removeprefix("file://")).name == Path(local["manifest"].removeprefix("file://")).name
-    assert cluster["version"] == local["version"]  # the same version digest
+    _same_as_local(cluster, raw, tmp_path, "spark")
 
 
 def test_a_pipeline_on_a_ray_cluster_of_a_head_and_a_worker_writes_the_local_version(tmp_path: Path) -> None:
@@ -132,10 +124,15 @@ def test_a_pipeline_on_a_ray_cluster_of_a_head_and_a_worker_writes_the_local_ver
             subprocess.run(["pkill", "-9", "-s", str(sid)], capture_output=True)
         subprocess.run(["pkill", "-9", "-f", str(ray_tmp)], capture_output=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+    _same_as_local(cluster, raw, tmp_path, "ray")
+
+
+def _same_as_local(cluster: dict, raw: Path, tmp_path: Path, runner: str) -> None:
     lake = Lake(LocalStore(tmp_path / "local-lake"))
     reg = Registry(f"sqlite:///{tmp_path / 'local.db'}")
     local = run_pipeline(parse_spec({**SPEC, "input": str(raw), "runner": "local"}), lake, reg, progress=False)
     reg.close()
     for k in ("samples_in", "kept", "filtered", "duplicates", "rejected"):
         assert cluster[k] == local[k], k
-    assert cluster["runner"] == "ray" and cluster["version"] == local["version"]
+    assert cluster["runner"] == runner
+    assert cluster["version"] == local["version"]  # the same version digest
