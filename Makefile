@@ -26,6 +26,8 @@ EXTRAS ?= test
 # its transcript, for the reading-order test on a real scan (tests/realdata.py: linn_scan)
 TESTDATA := $(VENV)/share/mmlake-testdata
 OCRMYPDF_SDIST ?= ocrmypdf==16.10.4
+# the Compose Specification JSON schema, as docker-compose 1.29's wheel ships it (tests/test_deploy.py)
+COMPOSE_WHEEL ?= docker-compose==1.29.2
 
 .PHONY: setup system testdata demo test lint bench bench-loader clean
 
@@ -49,7 +51,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(NODEPS_PACKAGES)
 	@rm -f $(VENV)/.installed-*; touch $@
 
-testdata: $(TESTDATA)/ocrmypdf/linn.png
+testdata: $(TESTDATA)/ocrmypdf/linn.png $(TESTDATA)/compose/compose_spec.json
+
+$(TESTDATA)/compose/compose_spec.json: | $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$$tmp" '$(COMPOSE_WHEEL)' && \
+	mkdir -p $(TESTDATA)/compose && \
+	$(PY) -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], 'wb').write(z.read('compose/config/compose_spec.json'))" \
+	  "$$tmp"/docker_compose-*.whl $@
 
 $(TESTDATA)/ocrmypdf/linn.png: | $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \

@@ -672,6 +672,48 @@ def datasets_state_cmd(ctx: click.Context, ref: str, state: str, as_json: bool) 
     _emit(as_json, v.to_json(), lambda: click.echo(f"{v.ref} is now {v.state}"))
 
 
+@datasets_group.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option("--examples", type=int, default=10, show_default=True, help="Keys listed per added/removed/changed.")
+@json_option
+@click.pass_context
+@_user_errors
+def datasets_diff_cmd(ctx: click.Context, a: str, b: str, examples: int, as_json: bool) -> None:
+    """What changed from version A to version B: keys added, removed and changed (from the shard
+    indexes, no media read), kinds, distributions (quartiles of sizes, aspect, text and token
+    lengths, OCR confidence ...) and reject reasons side by side.
+
+    Example: mmlake datasets diff captions@1 captions@2 --json
+    """
+    from datalake.diff import diff_versions
+
+    client = _settings(ctx).registry_client()
+    d = diff_versions(client.open_version(a), client.open_version(b), examples=examples)
+    d = {**d, "a": a, "b": b, "versions": {"a": d["a"], "b": d["b"]}}  # the refs as given, and what they resolved to
+
+    def human() -> None:
+        k = d["keys"]
+        click.echo(f"{d['a']} ({d['versions']['a']}) -> {d['b']} ({d['versions']['b']}): {d['samples']['a']} -> {d['samples']['b']} samples; "
+                   f"+{k['added']} added, -{k['removed']} removed, ~{k['changed']} changed, {k['unchanged']} unchanged")
+        for what in ("added", "removed", "changed"):
+            if k["examples"][what]:
+                click.echo(f"  {what}: {', '.join(k['examples'][what])}{' ...' if k[what] > len(k['examples'][what]) else ''}")
+        for title, table in (("kinds", d["kinds"]), ("rejects", d["rejects"])):
+            if table:
+                click.echo(f"{title}:")
+                for name, v in table.items():
+                    click.echo(f"  {name:40} {v['a']:>9} {v['b']:>9}  {v['b'] - v['a']:+d}")
+        if d["distributions"]:
+            click.echo("distributions (count, quartiles p25/p50/p75 as the lower edges of their bins):")
+            for name, v in d["distributions"].items():
+                fmt = lambda s: f"{s['count']:>7}  " + "/".join(  # noqa: E731
+                    "-" if s[q] is None else f"{s[q]:g}" for q in ("p25", "p50", "p75"))
+                click.echo(f"  {name:16} A {fmt(v['a'])}   B {fmt(v['b'])}")
+
+    _emit(as_json, d, human)
+
+
 @datasets_group.command("sync")
 @click.argument("ref")
 @click.argument("target")

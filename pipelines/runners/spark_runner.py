@@ -1,6 +1,6 @@
 """Spark runner: tasks through ``mapInPandas``, dedupe inside Spark (``pipelines.dedupe_lake``).
 
-``local[N]`` by default, or ``master: spark://host:7077``. Tasks and records travel pickled in
+``local[N]`` by default, or ``master: spark://host:7077`` (or ``MMLAKE_SPARK_MASTER``). Tasks and records travel pickled in
 binary columns; workers read samples from the lake themselves (no S3A jars needed).
 """
 
@@ -81,6 +81,7 @@ class SparkRunner:
         os.environ.setdefault("PYSPARK_PYTHON", __import__("sys").executable)
         from pyspark.sql import SparkSession
 
+        master = master or os.environ.get("MMLAKE_SPARK_MASTER")  # set by docker-compose.yml's services
         builder = (SparkSession.builder.appName("mmlake").master(master or f"local[{min(4, os.cpu_count() or 1)}]")
                    .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false").config("spark.sql.shuffle.partitions", "8")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")

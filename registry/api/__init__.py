@@ -318,6 +318,17 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     route = Routes(router, "/api/v1")
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    from registry.metrics import RegistryMetrics
+
+    metrics = app.state.metrics = RegistryMetrics(reg)
+    app.add_middleware(lambda inner: metrics.middleware(inner))
+
+    ROUTE_ROLES[("GET", "/metrics")] = "open"  # what Prometheus scrapes: counts, never data
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus exposition: requests, latency, errors by route; runs and the pipelines' funnel."""
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

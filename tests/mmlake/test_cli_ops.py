@@ -159,3 +159,42 @@ def test_warnings_of_a_run_are_counted_once_not_printed_per_sample(tmp_path: Pat
                                    "converted to RGBA images": 7}
     finally:
         del STAGES[Noisy.name]
+
+
+def test_datasets_diff_counts_added_removed_and_changed_keys(tmp_path: Path) -> None:
+    import shutil
+
+    env = {"MMLAKE_HOME": str(tmp_path / "home")}
+    src = tmp_path / "raw"
+    write_caption_folder(src, 24, seed=5, size=(96, 64))
+    r = CliRunner(env=env).invoke(main, ["ingest", str(src), "--dataset", "d", "--json"])
+    assert r.exit_code == 0, r.output
+    shard = src / "00000"
+    for i in (2, 7, 11):  # removed
+        for ext in ("jpg", "txt", "json"):
+            (shard / f"{i:09d}.{ext}").unlink()
+    extra = tmp_path / "extra"
+    write_caption_folder(extra, 28, seed=9, size=(120, 90))
+    for i in range(24, 28):  # added (another image size)
+        for ext in ("jpg", "txt", "json"):
+            shutil.copy(extra / "00000" / f"{i:09d}.{ext}", shard / f"{i:09d}.{ext}")
+    for i in (0, 5):  # changed: a longer caption
+        p = shard / f"{i:09d}.txt"
+        p.write_text(p.read_text() + " and a much longer caption than before")
+    r = CliRunner(env=env).invoke(main, ["ingest", str(src), "--dataset", "d", "--json"])
+    assert r.exit_code == 0, r.output
+    j = CliRunner(env=env).invoke(main, ["datasets", "diff", "d@1", "d@2", "--json"])
+    assert j.exit_code == 0, j.output
+    d = json.loads(j.output)
+    assert d["samples"] == {"a": 24, "b": 25}
+    k = d["keys"]
+    assert (k["added"], k["removed"], k["changed"], k["unchanged"]) == (4, 3, 2, 19)
+    assert len(k["examples"]["removed"]) == 3 and all(any(f"{i:09d}" in key for i in (2, 7, 11))
+                                                      for key in k["examples"]["removed"])
+    assert all(any(f"{i:09d}" in key for i in (0, 5)) for key in k["examples"]["changed"])
+    assert d["kinds"]["caption"] == {"a": 24, "b": 25}
+    w = d["distributions"]["width"]
+    assert w["a"]["count"] == 24 and w["b"]["count"] == 25 and w["a"]["p50"] <= 96
+    assert d["distributions"]["text_length"]["b"]["p75"] >= d["distributions"]["text_length"]["a"]["p25"]
+    h = CliRunner(env=env).invoke(main, ["datasets", "diff", "d@1", "d@2"])
+    assert h.exit_code == 0 and "+4 added, -3 removed, ~2 changed, 19 unchanged" in h.output
