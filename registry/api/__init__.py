@@ -367,6 +367,13 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     def health() -> dict[str, Any]:
         return {"ok": True, "reads_open": settings.reads_open}
 
+    @route("GET", "/diff", "read")
+    def diff(a: str, b: str, examples: int = 10) -> dict[str, Any]:
+        """What changed from version ``a`` to ``b`` (``datalake.diff``): keys, kinds, distributions, rejects."""
+        from datalake.diff import diff_versions
+
+        return {**diff_versions(versions(a), versions(b), examples=max(0, min(examples, 1000))), "a": a, "b": b}
+
     # datasets
     @route("GET", "/datasets", "read")
     def list_datasets(q: str | None = None, kind: str | None = None, state: str | None = None,

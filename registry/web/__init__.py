@@ -107,6 +107,13 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
         return render(request, "dataset.html", d=reg.get_dataset(name), versions=list(reversed(reg.list_versions(name))),
                       runs=reg.list_runs(dataset=name, limit=20))
 
+    @page("GET", "/compare/{name}", "read")
+    def compare(request: Request, name: str, a: str, b: str) -> HTMLResponse:
+        from datalake.diff import diff_versions
+
+        d = diff_versions(app.state.versions.get(f"{name}@{a}"), app.state.versions.get(f"{name}@{b}"), examples=20)
+        return render(request, "diff.html", dataset=name, a=a, b=b, d=d)
+
     @page("GET", "/datasets/{name}/{number}", "read")
     def version(request: Request, name: str, number: str, page: int = 0, msg: str = "", err: str = "") -> HTMLResponse:
         page_ = max(0, page)
