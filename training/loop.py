@@ -260,6 +260,8 @@ def _train(cfg: TrainConfig, resume: str | None, client: Any, progress: bool, d:
            else nullcontext())
     peak = _peak_flops(d.device)
     names = [s.ref for s in loader.sources]
+    plan = loader.cfg.weights_schedule()  # the user's planned mixture (before synthetic caps), by global position
+    delivered = 0  # this rank's samples so far (the global position is about delivered * world)
     log_path = out / "log" / f"rank{d.rank}.jsonl"
     log = log_path.open("a")
     log_from = log.tell()  # this invocation's lines start here (a resumed run appends)
@@ -289,7 +291,11 @@ def _train(cfg: TrainConfig, resume: str | None, client: Any, progress: bool, d:
             dt = time.perf_counter() - t0
             row.update(step=step, rank=d.rank, step_s=dt, data_wait_s=t_data, data_wait_share=t_data / dt,
                        tokens_per_s=row["tokens"] / dt, sample_keys=batch["sample_keys"],
-                       sample_draws=batch["sample_draws"])
+                       sample_draws=batch["sample_draws"],
+                       mixture_planned=[round(w, 6) for w in plan.weights(delivered * d.world)])
+            if step == start:
+                row["source_names"] = names
+            delivered += sum(len(k) for k in batch["sample_keys"])
             if peak:
                 row["mfu"] = row["flops"] / dt / peak
             if d.device.type == "cuda":

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_log", "summarise", "plot"]
+__all__ = ["read_log", "summarise", "plot", "mixture"]
 
 GOAL_WAIT = 0.02
 
@@ -50,6 +50,29 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "expert_max_over_mean": balance}
 
 
+def mixture(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Planned against realised source proportions over the steps, from the per-step log: the
+    realised share is cumulative (samples of each source over all samples so far, from
+    ``sample_draws``), the planned one the schedule at that point (``mixture_planned``)."""
+    rows = [r for r in rows if r.get("sample_draws") and r.get("mixture_planned")]
+    if not rows:
+        return None
+    k = len(rows[0]["mixture_planned"])
+    names = next((r["source_names"] for r in rows if r.get("source_names")), [f"source {i}" for i in range(k)])
+    counts = np.zeros(k)
+    planned_sum = np.zeros(k)
+    realised, planned = [], []
+    for r in rows:
+        draws = [d[0] for row in r["sample_draws"] for d in row]
+        counts += np.bincount(np.asarray(draws, dtype=np.int64), minlength=k)[:k]
+        planned_sum += np.asarray(r["mixture_planned"]) * len(draws)
+        realised.append((counts / max(1.0, counts.sum())).tolist())
+        planned.append((planned_sum / max(1.0, counts.sum())).tolist())
+    err = np.abs(np.asarray(realised[-1]) - np.asarray(planned[-1]))
+    return {"sources": names, "steps": [r["step"] for r in rows], "realised": realised, "planned": planned,
+            "samples": int(counts.sum()), "final_max_abs_error": float(err.max())}
+
+
 def plot(rows: list[dict[str, Any]], png: str | Path, title: str = "") -> None:
     """Loss per source (log scale), data-wait % of each step, MFU % -- side by side."""
     import matplotlib
@@ -60,7 +83,8 @@ def plot(rows: list[dict[str, Any]], png: str | Path, title: str = "") -> None:
     if not rows:
         return
     steps = [r["step"] for r in rows]
-    panels = 3 if any(r.get("mfu") is not None for r in rows) else 2
+    mix = mixture(rows)
+    panels = (3 if any(r.get("mfu") is not None for r in rows) else 2) + (mix is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.3 * panels, 3.6), dpi=110)
     ax = axes[0]
     ax.plot(steps, [r["loss"] for r in rows], label="all", color="black", linewidth=1.2)
@@ -75,10 +99,19 @@ def plot(rows: list[dict[str, Any]], png: str | Path, title: str = "") -> None:
     ax.axhline(100 * GOAL_WAIT, color="red", linestyle="--", linewidth=0.8, label="goal 2 %")
     ax.set(title="data wait, % of step", xlabel="step", ylim=(0, 5))
     ax.legend()
-    if panels == 3:
+    if any(r.get("mfu") is not None for r in rows):
         ax = axes[2]
         ax.plot(steps[1:], [100 * (r.get("mfu") or 0) for r in rows[1:]], linewidth=0.7)
         ax.set(title="MFU %", xlabel="step", ylim=(0, 25))
+    if mix is not None:  # the training-mixture view: planned (dashed) against realised, cumulative
+        ax = axes[-1]
+        for i, name in enumerate(mix["sources"]):
+            line, = ax.plot(mix["steps"], [100 * r[i] for r in mix["realised"]], linewidth=1.0,
+                            label=name.split("@")[0])
+            ax.plot(mix["steps"], [100 * p[i] for p in mix["planned"]], linestyle="--", linewidth=0.8,
+                    color=line.get_color())
+        ax.set(title="mixture: realised vs planned (--), %", xlabel="step", ylim=(0, 100))
+        ax.legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)
     if title:
@@ -97,6 +130,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     rows = read_log(args.log)
     s = summarise(rows)
+    mix = mixture(rows)
+    if mix is not None:
+        s["mixture"] = {"sources": mix["sources"], "realised": [round(x, 4) for x in mix["realised"][-1]],
+                        "planned": [round(x, 4) for x in mix["planned"][-1]],
+                        "final_max_abs_error": round(mix["final_max_abs_error"], 4), "samples": mix["samples"]}
     if args.json:
         print(json.dumps(s, indent=1))
     else:

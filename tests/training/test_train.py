@@ -213,3 +213,27 @@ def test_checkpoints_on_s3_resume_identically(train_lake: dict[str, str], tmp_pa
     again = _log(tmp_path / "s2")
     assert [again[s]["sample_keys"] for s in (3, 4, 5)] == [full[s]["sample_keys"] for s in (3, 4, 5)]
     assert [again[s]["loss"] for s in (3, 4, 5)] == pytest.approx([full[s]["loss"] for s in (3, 4, 5)], rel=1e-5)
+
+
+def test_report_shows_the_planned_against_the_realised_mixture(train_lake: dict[str, str], tmp_path: Path) -> None:
+    """The training-mixture view: every step logs its planned mixture; the report turns the
+    per-step sample draws into realised shares and draws them against the plan."""
+    from training.report import main as report_main
+    from training.report import mixture, read_log
+
+    sources = [{"dataset": train_lake["shapes"], "weight": 0.75}, {"dataset": train_lake["heldout"], "weight": 0.25}]
+    cfg = load_config(write_config(tmp_path / "m.yaml", sources, tmp_path / "m", train={"steps": 12, "ckpt_every": 0}))
+    train(cfg, progress=False)
+    rows = read_log(tmp_path / "m" / "log" / "rank0.jsonl")
+    assert all(r["mixture_planned"] == [0.75, 0.25] for r in rows)
+    mix = mixture(rows)
+    assert mix is not None and len(mix["sources"]) == 2 and "heldout" in mix["sources"][1]
+    # realised shares counted independently from the logged keys (the dataset name is in each key)
+    keys = [k for r in rows for row in r["sample_keys"] for k in row]
+    share = sum(1 for k in keys if k.startswith("shapes")) / len(keys)
+    assert mix["samples"] == len(keys)
+    assert mix["realised"][-1][0] == pytest.approx(share)
+    assert abs(share - 0.75) < 0.1 and mix["final_max_abs_error"] == pytest.approx(abs(share - 0.75), abs=1e-9)
+    png = tmp_path / "report.png"
+    report_main([str(tmp_path / "m" / "log" / "rank0.jsonl"), "--png", str(png)])
+    assert png.stat().st_size > 10_000
