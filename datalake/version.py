@@ -228,10 +228,8 @@ def commit_shards(store: Store, dataset: str, shards: Sequence[ShardInfo], stats
     digest = Manifest.content_digest(dataset, SCHEMA_VERSION, shards, st, rejects)
     version = digest.split(":")[1][:12]
     path = f"versions/{version}.json"
-    if store.exists(path):
-        existing = DatasetVersion.open(store.url(path), store)
-        store.put("refs/latest", version.encode())
-        return existing, True
+    if store.exists(path):  # an old version again: ``refs/latest`` does not move back to it
+        return DatasetVersion.open(store.url(path), store), True
     manifest = Manifest(dataset, version, digest, SCHEMA_VERSION, tuple(shards), st, rejects,
                         {"at": _now(), **(created or {})}, dict(extras or {}))
     store.put(path, manifest.to_bytes())

@@ -544,16 +544,36 @@ def registry_group() -> None:
     """Run and administer the registry (web UI + REST API)."""
 
 
+job_worker_options = [
+    click.option("--job-workers", default=1, show_default=True, type=click.IntRange(0, 64),
+                 help="Jobs run at once by this process (0: none; SQLite runs one)."),
+    click.option("--job-lease", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+                 help="Seconds a worker owns a job without a heartbeat; a crashed worker's jobs are "
+                      "taken up again after this."),
+    click.option("--job-attempts", default=2, show_default=True, type=click.IntRange(1, 20),
+                 help="Times a job is started before a crashed or lost worker fails it."),
+]
+
+
+def _job_worker_options(fn: F) -> F:
+    for opt in reversed(job_worker_options):
+        fn = opt(fn)
+    return fn
+
+
 @registry_group.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @lake_option
 @click.option("--reads", type=click.Choice(["open", "token"]), default=None,
               help="Whether reading needs a token [env MMLAKE_REGISTRY_READS, default open].")
+@_job_worker_options
 @click.pass_context
 @_user_errors
-def serve_cmd(ctx: click.Context, host: str, port: int, lake: str | None, reads: str | None) -> None:
-    """Serve the web registry and the REST API (OpenAPI at /openapi.json, docs at /docs)."""
+def serve_cmd(ctx: click.Context, host: str, port: int, lake: str | None, reads: str | None, job_workers: int,
+              job_lease: float, job_attempts: int) -> None:
+    """Serve the web registry and the REST API (OpenAPI at /openapi.json, docs at /docs), and run
+    submitted jobs (durable: a restart takes up what was queued or running)."""
     import uvicorn
 
     from registry.api import ApiSettings, create_app
@@ -564,10 +584,44 @@ def serve_cmd(ctx: click.Context, host: str, port: int, lake: str | None, reads:
         raise UserError("MMLAKE_REGISTRY points at a remote registry; serve needs a database URL")
     reg = Registry(settings.registry, lineage_target=settings.openlineage)
     app = create_app(reg, ApiSettings(reads_open=(reads or settings.registry_reads) == "open", lake_uri=settings.lake,
-                                      roots=settings.served_roots()))
+                                      roots=settings.served_roots(), job_workers=job_workers, job_lease_s=job_lease,
+                                      persistent_jobs=True, job_max_attempts=job_attempts))
+    if job_workers:
+        app.state.jobs.start()
     click.echo(f"mmlake registry on http://{host}:{port}  (database {reg.engine.url.render_as_string(hide_password=True)}, "
-               f"lake {settings.lake})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+               f"lake {settings.lake}, {job_workers} job worker(s))", err=True)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        app.state.jobs.close()
+
+
+@registry_group.command("worker")
+@job_worker_options[0]
+@job_worker_options[1]
+@click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
+@click.pass_context
+@_user_errors
+def worker_cmd(ctx: click.Context, job_workers: int, job_lease: float, once: bool) -> None:
+    """Run submitted jobs from the registry database without serving HTTP (more workers for
+    PostgreSQL; each job's lake and roots were fixed when it was submitted)."""
+    import time
+
+    from registry.service import Registry
+    from registry.worker import JobWorker
+
+    settings = _settings(ctx)
+    if settings.registry.startswith("http"):
+        raise UserError("a worker needs the registry's database URL (MMLAKE_REGISTRY), not its HTTP address")
+    reg = Registry(settings.registry, lineage_target=settings.openlineage)
+    w = JobWorker(reg, slots=max(1, job_workers), lease_s=job_lease, persistent=not once, idle_exit_s=0.5)
+    click.echo(f"job worker {w.owner} on {reg.engine.url.render_as_string(hide_password=True)}", err=True)
+    w.start()
+    try:
+        while w._thread is not None and w._thread.is_alive():
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        w.stop()
 
 
 @registry_group.command("create-user")
@@ -591,6 +645,174 @@ def purge_cmd(ctx: click.Context) -> None:
     """Remove the data of versions deleted longer ago than the retention period."""
     purged = _settings(ctx).registry_client().purge()
     click.echo(f"purged {len(purged)} version(s){': ' + ', '.join(purged) if purged else ''}")
+
+
+@registry_group.group("token")
+def token_group() -> None:
+    """API tokens: create (with an expiry), list, revoke."""
+
+
+@token_group.command("create")
+@click.option("--user", "user", default=None, help="Whose token (admins only; default: yours).")
+@click.option("--label", default="default", show_default=True)
+@click.option("--expires-in", "expires_in", default=None, type=click.IntRange(60),
+              help="Seconds until the token stops working (default: never).")
+@json_option
+@click.pass_context
+@_user_errors
+def token_create_cmd(ctx: click.Context, user: str | None, label: str, expires_in: int | None, as_json: bool) -> None:
+    """Create a token and print it (shown once)."""
+    client = _settings(ctx).registry_client()
+    if hasattr(client, "create_token"):  # over HTTP: for the caller (or, as an admin, for --user)
+        out = client.create_token(label, expires_in_s=expires_in, user=user)
+    else:
+        from registry.auth import create_token
+
+        if user is None:
+            raise UserError("--user is needed on a local registry database")
+        token, info = create_token(client, user, label, expires_in_s=expires_in)
+        out = {**info, "token": token}
+    _emit(as_json, out, lambda: click.echo(out["token"]))
+
+
+@token_group.command("list")
+@click.option("--user", "user", default=None)
+@json_option
+@click.pass_context
+@_user_errors
+def token_list_cmd(ctx: click.Context, user: str | None, as_json: bool) -> None:
+    """List tokens (never their secrets): state, expiry, last use."""
+    client = _settings(ctx).registry_client()
+    if hasattr(client, "list_tokens"):
+        rows = client.list_tokens(user)
+    else:
+        from registry.auth import list_tokens
+
+        rows = list_tokens(client, user)
+    _emit(as_json, rows, lambda: [click.echo(f"{t['id']:>5} {t['user']:20} {t['label']:16} {t['state']:8} "
+                                             f"expires {t['expires_at'] or 'never':21} last used {t['last_used_at'] or '-'}")
+                                  for t in rows])
+
+
+@token_group.command("revoke")
+@click.argument("token_id", type=int)
+@json_option
+@click.pass_context
+@_user_errors
+def token_revoke_cmd(ctx: click.Context, token_id: int, as_json: bool) -> None:
+    """Revoke a token by its id (see token list); it stops working at once."""
+    client = _settings(ctx).registry_client()
+    if hasattr(client, "revoke_token"):
+        out = client.revoke_token(token_id)
+    else:
+        from registry.auth import revoke_token
+
+        out = revoke_token(client, token_id)
+    _emit(as_json, out, lambda: click.echo(f"token {out['id']} of {out['user']}: {out['state']}"))
+
+
+@registry_group.command("audit")
+@click.option("--actor", default=None)
+@click.option("--action", default=None, help="A prefix: version, job, token, user, dataset ...")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+@click.pass_context
+@_user_errors
+def audit_cmd(ctx: click.Context, actor: str | None, action: str | None, limit: int, as_json: bool) -> None:
+    """Who changed what, newest first (admins)."""
+    rows = _settings(ctx).registry_client().audit(actor=actor, action=action, limit=limit)
+    _emit(as_json, rows, lambda: [click.echo(f"{e['at']}  {e['actor'] or '-':16} {e['action']:18} {e['target']}  "
+                                             f"{json.dumps(e['detail'], ensure_ascii=False)}") for e in rows])
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """Jobs submitted to the registry: submit, list, show, logs, cancel, retry."""
+
+
+@jobs_group.command("submit")
+@click.argument("spec_path", metavar="JOB.yaml|JOB.json")
+@lake_option
+@json_option
+@click.pass_context
+@_user_errors
+def jobs_submit_cmd(ctx: click.Context, spec_path: str, lake: str | None, as_json: bool) -> None:
+    """Queue a job ({type: ingest, ...} or {type: pipeline, spec: ...}); a registry's workers run it."""
+    import yaml
+
+    spec = yaml.safe_load(Path(spec_path).read_text())
+    settings = _settings(ctx).with_lake(lake)
+    run = settings.registry_client().submit_job(spec, lake_uri=settings.lake, submitted_by=None)
+    _emit(as_json, run.to_json(), lambda: click.echo(f"job {run.id} {run.status}: {run.name}"))
+
+
+@jobs_group.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@json_option
+@click.pass_context
+@_user_errors
+def jobs_list_cmd(ctx: click.Context, state: str | None, limit: int, as_json: bool) -> None:
+    """Submitted jobs, newest first."""
+    rows = _settings(ctx).registry_client().list_jobs(state=state, limit=limit)
+
+    def human() -> None:
+        if not rows:
+            click.echo("no jobs")
+        for j in rows:
+            click.echo(f"{j['run_id']}  {j['state']:9} attempt {j['attempts']}/{j['max_attempts']}  "
+                       f"{j['spec'].get('type', '?'):8} by {j['submitted_by'] or '-'}  {j['created_at']}")
+
+    _emit(as_json, rows, human)
+
+
+@jobs_group.command("show")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+@_user_errors
+def jobs_show_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """A job and its run: state, attempts, lease, error."""
+    client = _settings(ctx).registry_client()
+    job, run = client.get_job(run_id), client.get_run(run_id)
+    out = {**job, "run": run.to_json()}
+    _emit(as_json, out, lambda: click.echo(
+        f"{run_id}  {job['state']}  attempt {job['attempts']}/{job['max_attempts']}  lease {job['lease_owner'] or '-'} "
+        f"until {job['lease_until'] or '-'}\n  run {run.status}: {run.name}  outputs {run.outputs or '-'}"
+        + (f"\n  error: {run.error}" if run.error else "")))
+
+
+@jobs_group.command("logs")
+@click.argument("run_id")
+@click.option("--tail", default=65536, show_default=True, type=click.IntRange(1, 1 << 20), help="Bytes from the end.")
+@click.pass_context
+@_user_errors
+def jobs_logs_cmd(ctx: click.Context, run_id: str, tail: int) -> None:
+    """Print a job's log (stored in the lake while it runs)."""
+    click.echo(_settings(ctx).registry_client().run_log(run_id, tail), nl=False)
+
+
+@jobs_group.command("cancel")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+@_user_errors
+def jobs_cancel_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Cancel a queued job, or stop a running one."""
+    job = _settings(ctx).registry_client().cancel_job(run_id)
+    _emit(as_json, job, lambda: click.echo(f"{run_id}: {job['state']}"
+                                           + (" (stop requested)" if job["cancel_requested"] else "")))
+
+
+@jobs_group.command("retry")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+@_user_errors
+def jobs_retry_cmd(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Submit a finished job again, as a new run."""
+    run = _settings(ctx).registry_client().retry_job(run_id)
+    _emit(as_json, run.to_json(), lambda: click.echo(f"job {run.id} {run.status} (retry of {run_id})"))
 
 
 @main.group("datasets")

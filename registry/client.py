@@ -128,8 +128,9 @@ class HttpClient:
         return RunInfo.from_json(self._call("GET", f"/runs/{run_id}"))
 
     def list_runs(self, *, status: str | None = None, kind: str | None = None, dataset: str | None = None,
-                  limit: int = 100) -> list[RunInfo]:
-        params = {k: v for k, v in {"status": status, "kind": kind, "dataset": dataset, "limit": limit}.items() if v}
+                  limit: int = 100, offset: int = 0) -> list[RunInfo]:
+        params = {k: v for k, v in {"status": status, "kind": kind, "dataset": dataset, "limit": limit,
+                                    "offset": offset}.items() if v}
         return [RunInfo.from_json(r) for r in self._call("GET", "/runs", params=params)]
 
     # lineage, lifecycle, replicas
@@ -151,8 +152,49 @@ class HttpClient:
     def purge(self) -> list[str]:
         return list(self._call("POST", "/purge")["purged"])
 
-    def submit_job(self, spec: dict[str, Any]) -> RunInfo:
+    def submit_job(self, spec: dict[str, Any], **_ignored: Any) -> RunInfo:
         return RunInfo.from_json(self._call("POST", "/jobs", json=spec))
+
+    def list_jobs(self, *, state: str | None = None, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"state": state, "offset": offset, "limit": limit}.items() if v is not None}
+        return list(self._call("GET", "/jobs", params=params))
+
+    def get_job(self, run_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/jobs/{run_id}"))
+
+    def cancel_job(self, run_id: str, **_ignored: Any) -> dict[str, Any]:
+        return dict(self._call("POST", f"/jobs/{run_id}/cancel"))
+
+    def retry_job(self, run_id: str, **_ignored: Any) -> RunInfo:
+        return RunInfo.from_json(self._call("POST", f"/jobs/{run_id}/retry"))
+
+    def run_log(self, run_id: str, tail: int = 65536) -> str:
+        import httpx
+
+        try:
+            r = self._http.get(f"/runs/{run_id}/logs", params={"tail": tail})
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"cannot reach the registry at {self.url}: {exc}") from None
+        if r.status_code >= 400:
+            self._call("GET", f"/runs/{run_id}/logs")  # raises the mapped error
+        return r.text
+
+    # tokens and audit
+    def create_token(self, label: str = "default", *, expires_in_s: int | None = None,
+                     user: str | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", "/tokens", json={"label": label, "expires_in_s": expires_in_s, "user": user}))
+
+    def list_tokens(self, user: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/tokens", params={"user": user} if user else {}))
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/tokens/{token_id}"))
+
+    def audit(self, *, actor: str | None = None, action: str | None = None, offset: int = 0,
+              limit: int = 100) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"actor": actor, "action": action, "offset": offset, "limit": limit}.items()
+                  if v is not None}
+        return list(self._call("GET", "/audit", params=params))
 
 
 def connect(url: str | None = None, token: str | None = None) -> Any:

@@ -4,7 +4,8 @@
 version as made by the run with its counts (COMPLETE), or record the failure (FAIL). The CLI
 calls it through whatever registry client it has (in-process or HTTP); ``JobRunner`` calls it
 on a background thread for jobs posted to ``/api/v1/jobs`` or the web registry's form, so a
-submitted job shows up as a run that goes queued -> running -> succeeded/failed.
+submitted job shows up as a run that goes queued -> running -> succeeded/failed/cancelled. Jobs are
+durable: rows in the registry database claimed by a worker loop with a lease (``registry.worker``).
 
 A job spec::
 
@@ -18,9 +19,7 @@ or a pipeline (the same YAML as ``mmlake run``, as a mapping or as YAML text)::
 
 from __future__ import annotations
 
-import threading
-import traceback
-from concurrent.futures import ThreadPoolExecutor
+import os
 from typing import Any
 
 from datalake import Lake
@@ -115,37 +114,57 @@ def validate_pipeline_job(spec: dict[str, Any]) -> Any:
 
 
 class JobRunner:
-    """Runs submitted jobs one at a time on a background thread, in submission order."""
+    """Submits jobs to the registry's durable queue (``registry.worker``) and runs a worker for them.
 
-    def __init__(self, reg: Any, lake_uri: str | None, workers: int = 1, roots: tuple[str, ...] | None = None) -> None:
-        self.reg, self.lake_uri, self.roots = reg, lake_uri, roots
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmlake-job")
-        self._lock = threading.Lock()
+    ``submit`` validates the spec up front (errors name the field; paths outside the roots are a
+    403), then writes the queued run and its job row in one transaction and wakes the worker."""
 
-    def submit(self, spec: Any, submitted_by: str | None = None) -> RunInfo:
+    def __init__(self, reg: Any, lake_uri: str | None, workers: int = 1, roots: tuple[str, ...] | None = None,
+                 *, lease_s: float = 30.0, persistent: bool = False, max_attempts: int = 2) -> None:
+        from registry.worker import JobQueue, JobWorker
+
+        self.reg, self.lake_uri, self.roots, self.max_attempts = reg, lake_uri, roots, max_attempts
+        self.queue = JobQueue(reg)
+        self.run_jobs = workers > 0  # 0: this process only queues (``mmlake registry worker`` runs them)
+        self.worker = JobWorker(reg, slots=max(1, workers), lease_s=lease_s, persistent=persistent)
+
+    def submit(self, spec: Any, submitted_by: str | None = None, *, retry_of: str | None = None,
+               start_worker: bool = True) -> RunInfo:
         if not self.lake_uri:
             raise RegistryError("this registry has no lake configured to run jobs in (start it with --lake)")
+        lake = self.lake_uri if "://" in self.lake_uri else os.path.abspath(self.lake_uri)
+        config = {"lake": lake, "roots": list(self.roots) if self.roots is not None else None}
+        extra = {"retry_of": retry_of} if retry_of else {}
         if isinstance(spec, dict) and spec.get("type") == "pipeline":
             pspec = validate_pipeline_job(spec)
             refs = [r for r in pspec.inputs if "://" not in r and not r.startswith((".", "/"))]
             self._inside_roots([r for r in pspec.inputs if r not in refs], "pipeline input")
             for ref in refs:
                 self.reg.resolve(ref, for_read=True)  # unknown inputs fail now, not in the background
-            run = self.reg.start_run("pipeline", pspec.name, status="queued", spec=pspec.to_json(),
-                                     inputs=[self.reg.resolve(r).ref for r in refs], submitted_by=submitted_by,
-                                     parameters={"runner": pspec.runner, **pspec.runner_options})
-            self._pool.submit(self._run_pipeline, run, pspec)
-            return run  # type: ignore[no-any-return]
-        srcs, cfg = validate_job(spec)
-        self._inside_roots(srcs, "ingest source")
-        if self.roots is not None:
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, roots=self.roots)  # table rows may not name files elsewhere
-        run = self.reg.start_run("ingest", spec.get("name") or f"ingest {cfg.dataset}", status="queued",
-                                 spec={**spec, "source": srcs}, submitted_by=submitted_by)
-        self._pool.submit(self._run, run, srcs, cfg)
+            run = self.queue.enqueue("pipeline", pspec.name, job_spec=spec, config=config, submitted_by=submitted_by,
+                                     run_spec=pspec.to_json(), inputs=tuple(self.reg.resolve(r).ref for r in refs),
+                                     parameters={"runner": pspec.runner, **pspec.runner_options, **extra},
+                                     max_attempts=self.max_attempts)
+        else:
+            srcs, cfg = validate_job(spec)
+            self._inside_roots(srcs, "ingest source")
+            run = self.queue.enqueue("ingest", spec.get("name") or f"ingest {cfg.dataset}",
+                                     job_spec={**spec, "source": srcs}, config=config, submitted_by=submitted_by,
+                                     run_spec={**spec, "source": srcs}, parameters=extra or None,
+                                     max_attempts=self.max_attempts)
+        if start_worker and self.run_jobs:
+            self.worker.start()
         return run
+
+    def cancel(self, run_id: str, actor: str | None = None, role: str | None = "admin") -> Any:
+        job = self.queue.cancel(run_id, actor, role)
+        self.worker.start()  # a running job's worker sees the flag at its next heartbeat
+        return job
+
+    def retry(self, run_id: str, actor: str | None = None, role: str | None = "admin") -> RunInfo:
+        """The finished job's spec again, checked against today's roots, as a new run."""
+        job = self.queue.finished_job(run_id, actor, role)
+        return self.submit(job.spec, submitted_by=actor if actor is not None else job.submitted_by, retry_of=run_id)
 
     def _inside_roots(self, uris: list[str], what: str) -> None:
         if self.roots is None:
@@ -159,22 +178,29 @@ class JobRunner:
             except OutsideRoots as exc:
                 raise Forbidden(str(exc)) from None
 
-    def _run(self, run: RunInfo, srcs: list[str], cfg: IngestConfig) -> None:
-        try:
-            run_ingest(self.reg, Lake.open(self.lake_uri), srcs, cfg, run=run, progress=False)  # type: ignore[arg-type]
-        except Exception:  # noqa: BLE001 - recorded on the run by run_ingest
-            traceback.print_exc()
+    def start(self) -> None:
+        """Start the worker (and so recover what a previous process left running)."""
+        if self.run_jobs:
+            self.worker.start()
 
-    def _run_pipeline(self, run: RunInfo, spec: Any) -> None:
-        from pipelines.run import run_pipeline
+    def close(self) -> None:
+        self.worker.stop()
 
-        try:
-            run_pipeline(spec, Lake.open(self.lake_uri), self.reg, progress=False, run_id=run.id)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - recorded on the run
-            traceback.print_exc()
-            if self.reg.get_run(run.id).status == "queued":  # failed before it could start
-                self.reg.finish_run(run.id, "failed", error=f"{type(exc).__name__}: {exc}")
+    def wait(self, timeout: float = 300.0) -> None:
+        """Block until no job is queued or running (tests, shutdown)."""
+        import time
 
-    def wait(self) -> None:
-        """Block until every submitted job has finished (tests, shutdown)."""
-        self._pool.submit(lambda: None).result()
+        from sqlalchemy import func, select
+
+        from registry.models import Job
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.reg.session(read=True) as s:
+                pending = s.scalar(select(func.count()).select_from(Job).where(Job.state.in_(("queued", "running"))))
+            if not pending and not self.worker.busy():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{pending} job(s) still queued or running after {timeout} s")
+            self.worker.start()
+            time.sleep(0.05)

@@ -8,7 +8,11 @@ and these models describe the same schema.
 - ``Run``: a pipeline, ingest or sync run, with its spec, counts and status;
   ``RunInput`` / ``RunOutput``: lineage edges version -> run -> version;
 - ``Replica``: a verified copy of a version in another store;
-- ``User`` / ``Token``: who may do what (reader < writer < admin); tokens are stored hashed.
+- ``User`` / ``Token``: who may do what (reader < writer < admin); tokens are stored hashed,
+  may expire, are revoked rather than deleted, and record when they were last used;
+- ``Job``: a submitted run's durable work item (spec, lease, heartbeat, attempts, cancel flag),
+  claimed by a worker loop (``registry.worker``);
+- ``AuditEvent``: who changed what (registrations, lifecycle, users, tokens, jobs), one row per change.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, I
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "Dataset", "DatasetVersion", "Run", "RunInput", "RunOutput", "Replica", "User", "Token",
-           "LIFECYCLE", "ROLES", "utcnow"]
+           "Job", "AuditEvent", "LIFECYCLE", "ROLES", "JOB_STATES", "utcnow"]
 
 LIFECYCLE = ("draft", "active", "deprecated", "archived", "deleted")
 ROLES = ("reader", "writer", "admin")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def utcnow() -> dt.datetime:
@@ -128,7 +133,40 @@ class Token(Base):
     name: Mapped[str] = mapped_column(String(100), default="default")
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     user: Mapped[User] = relationship()
 
 
+class Job(Base):
+    """The durable side of a submitted run: ``state`` follows the run's status; a worker owns a
+    running job while ``lease_until`` is in the future and renews it with heartbeats."""
+
+    __tablename__ = "jobs"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lake, roots: what the job may touch
+    submitted_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=2)
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 Index("ix_runs_status", Run.status)
+Index("ix_jobs_state_created", Job.state, Job.created_at)

@@ -37,7 +37,7 @@ from datalake import DatasetVersion
 from datalake.store import open_store
 from datalake.version import VersionError
 from registry.db import make_engine, migrate
-from registry.models import LIFECYCLE, Dataset, Replica, Run, RunInput, RunOutput, utcnow
+from registry.models import LIFECYCLE, AuditEvent, Dataset, Replica, Run, RunInput, RunOutput, utcnow
 from registry.models import DatasetVersion as VersionRow
 from registry.types import (
     Conflict,
@@ -90,6 +90,7 @@ class Registry:
         self._read_sessions = sessionmaker(self.engine.execution_options(mmlake_read=True), expire_on_commit=False)
         self.retention_s = retention_s
         self.namespace = namespace
+        self.lineage_target = lineage_target
         from registry.openlineage import make_emitter
 
         self.emitter = make_emitter(lineage_target)
@@ -116,6 +117,23 @@ class Registry:
                 if i == attempts - 1:
                     raise
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _audit(s: Session, actor: str | None, action: str, target: str, **detail: Any) -> None:
+        """One audit row, in the transaction of the change it records."""
+        s.add(AuditEvent(actor=actor, action=action, target=target[:300], detail=detail))
+
+    def audit(self, *, limit: int = 100, offset: int = 0, actor: str | None = None,
+              action: str | None = None) -> list[dict[str, Any]]:
+        """Who changed what, newest first."""
+        with self.session(read=True) as s:
+            stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).offset(offset).limit(limit)
+            if actor:
+                stmt = stmt.where(AuditEvent.actor == actor)
+            if action:
+                stmt = stmt.where(AuditEvent.action.startswith(action))
+            return [{"id": e.id, "at": _iso(e.at), "actor": e.actor, "action": e.action, "target": e.target,
+                     "detail": dict(e.detail or {})} for e in s.scalars(stmt).all()]
 
     # ------------------------------------------------------------------------------------
     # datasets
@@ -153,7 +171,7 @@ class Registry:
         return d
 
     def create_dataset(self, name: str, *, kind: str | None = None, owner: str | None = None,
-                       description: str = "", tags: Sequence[str] = ()) -> DatasetInfo:
+                       description: str = "", tags: Sequence[str] = (), actor: str | None = None) -> DatasetInfo:
         """Create a dataset, or update the given fields of an existing one."""
         parse_registry_ref(name)
         _check_tags(tags)
@@ -170,12 +188,14 @@ class Registry:
                 d.description = description or d.description
                 d.tags = list(tags) or d.tags
                 d.updated_at = utcnow()
+            self._audit(s, actor, "dataset.upsert", name, kind=kind, owner=owner, tags=list(tags))
             return self._dataset_info(s, d)
 
         return self._retry(fn)
 
     def update_dataset(self, name: str, *, description: str | None = None, owner: str | None = None,
-                       tags: Sequence[str] | None = None, state: str | None = None) -> DatasetInfo:
+                       tags: Sequence[str] | None = None, state: str | None = None,
+                       actor: str | None = None) -> DatasetInfo:
         if tags is not None:
             _check_tags(tags)
         if state is not None and state not in DATASET_STATES:
@@ -191,6 +211,9 @@ class Registry:
             if state is not None:
                 d.state = state
             d.updated_at = utcnow()
+            self._audit(s, actor, "dataset.state" if state is not None else "dataset.update", name,
+                        **{k: v for k, v in (("state", state), ("owner", owner), ("tags", tags))
+                           if v is not None}, **({"description": "changed"} if description is not None else {}))
             return self._dataset_info(s, d)
 
     def get_dataset(self, name: str) -> DatasetInfo:
@@ -198,9 +221,11 @@ class Registry:
             return self._dataset_info(s, self._dataset(s, name))
 
     def list_datasets(self, q: str | None = None, kind: str | None = None, state: str | None = None,
-                      tag: str | None = None, limit: int = 500) -> list[DatasetInfo]:
+                      tag: str | None = None, limit: int = 500, offset: int = 0) -> list[DatasetInfo]:
         with self.session(read=True) as s:
-            stmt = select(Dataset).order_by(Dataset.name).limit(limit)
+            stmt = select(Dataset).order_by(Dataset.name)
+            if not tag:  # tags are JSON lists: filtered below, then paged
+                stmt = stmt.offset(offset).limit(limit)
             if q:
                 like = f"%{q.lower()}%"
                 stmt = stmt.where(or_(func.lower(Dataset.name).like(like), func.lower(Dataset.description).like(like)))
@@ -210,7 +235,7 @@ class Registry:
                 stmt = stmt.where(Dataset.state == state)
             rows = s.scalars(stmt).all()
             if tag:
-                rows = [d for d in rows if tag in (d.tags or [])]
+                rows = [d for d in rows if tag in (d.tags or [])][offset: offset + limit]
             return self._dataset_infos(s, rows)
 
     # ------------------------------------------------------------------------------------
@@ -268,10 +293,13 @@ class Registry:
                               stacklevel=2)
         return info
 
-    def list_versions(self, name: str) -> list[VersionInfo]:
+    def list_versions(self, name: str, *, offset: int = 0, limit: int | None = None) -> list[VersionInfo]:
         with self.session(read=True) as s:
             d = self._dataset(s, name)
-            return [self._version_info(d, v) for v in d.versions]
+            stmt = select(VersionRow).where(VersionRow.dataset_id == d.id).order_by(VersionRow.number).offset(offset)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [self._version_info(d, v) for v in s.scalars(stmt).all()]
 
     def open_version(self, ref: str, *, for_read: bool = True) -> DatasetVersion:
         """Resolve ``ref`` and open its manifest from the lake."""
@@ -279,7 +307,7 @@ class Registry:
         return DatasetVersion.open(info.manifest_uri)
 
     def register_version(self, version: DatasetVersion | str, *, run_id: str | None = None,
-                         state: str = "active", owner: str | None = None) -> VersionInfo:
+                         state: str = "active", owner: str | None = None, actor: str | None = None) -> VersionInfo:
         """Register a committed version from its manifest (a ``DatasetVersion`` or manifest URI).
         Registering the same digest twice returns the existing version unchanged."""
         if state not in ("draft", "active"):
@@ -290,10 +318,12 @@ class Registry:
             except VersionError as exc:
                 raise RegistryError(str(exc)) from None
         opened = version
-        return self._retry(lambda s: self._register_in(s, opened, run_id, state, owner))
+        info = self._retry(lambda s: self._register_in(s, opened, run_id, state, owner, actor))
+        self.sync_lake_latest(info.dataset, info.manifest_uri)
+        return info
 
     def _register_in(self, s: Session, version: DatasetVersion, run_id: str | None, state: str,
-                     owner: str | None) -> VersionInfo:
+                     owner: str | None, actor: str | None = None) -> VersionInfo:
         """Register ``version`` inside the transaction ``s`` (see :meth:`register_version`)."""
         m = version.manifest
         kinds = list(m.stats.get("kinds", {}))
@@ -322,6 +352,8 @@ class Registry:
             s.flush()
             if run_id is not None:
                 s.merge(RunOutput(run_id=run_id, version_id=row.id))
+            self._audit(s, actor, "version.register", f"{d.name}@{number}", version=m.version, run_id=run_id,
+                        samples=m.samples)
             return self._version_info(d, row)
 
         return fn(s)
@@ -354,21 +386,29 @@ class Registry:
         rid = run_id or str(uuid.uuid4())
         _check_uuid(rid)
         with self.session() as s:
-            if s.get(Run, rid) is not None:
-                raise Conflict(f"run {rid} already exists")
-            versions = [self._find(s, ref)[1] for ref in inputs]
-            r = Run(id=rid, kind=kind, name=name, status=status, spec=spec or {}, parameters=parameters or {},
-                    code_version=code_version or _code_version(), counts={}, submitted_by=submitted_by,
-                    logs_uri=logs_uri, started_at=utcnow() if status == "running" else None)
-            s.add(r)
-            s.flush()
-            for v in {v.id: v for v in versions}.values():
-                s.add(RunInput(run_id=rid, version_id=v.id))
-            s.flush()
+            r = self._new_run(s, rid, kind, name, inputs, spec, parameters, code_version, status, submitted_by,
+                              logs_uri)
             info = self._run_info(s, r)
         if status == "running":
             self.emitter.emit("START", info, self)
         return info
+
+    def _new_run(self, s: Session, rid: str, kind: str, name: str, inputs: Sequence[str],
+                 spec: dict[str, Any] | None, parameters: dict[str, Any] | None, code_version: str | None,
+                 status: str, submitted_by: str | None, logs_uri: str | None) -> Run:
+        """The run row and its input edges, inside the transaction ``s``."""
+        if s.get(Run, rid) is not None:
+            raise Conflict(f"run {rid} already exists")
+        versions = [self._find(s, ref)[1] for ref in inputs]
+        r = Run(id=rid, kind=kind, name=name, status=status, spec=spec or {}, parameters=parameters or {},
+                code_version=code_version or _code_version(), counts={}, submitted_by=submitted_by,
+                logs_uri=logs_uri, started_at=utcnow() if status == "running" else None)
+        s.add(r)
+        s.flush()
+        for v in {v.id: v for v in versions}.values():
+            s.add(RunInput(run_id=rid, version_id=v.id))
+        s.flush()
+        return r
 
     def mark_running(self, run_id: str) -> RunInfo:
         with self.session() as s:
@@ -398,7 +438,7 @@ class Registry:
             if r.status in ("succeeded", "failed", "cancelled"):
                 raise Conflict(f"run {run_id} already finished ({r.status})")
             for v in opened:
-                self._register_in(s, v, run_id, "active", None)
+                self._register_in(s, v, run_id, "active", None, r.submitted_by)
             r.status, r.ended_at, r.error = status, utcnow(), error
             r.counts = counts or {}
             if r.started_at is None:
@@ -407,6 +447,8 @@ class Registry:
             return self._run_info(s, r)
 
         info = self._retry(fn)
+        for ref in info.outputs:
+            self.sync_lake_latest(ref.rsplit("@", 1)[0])
         self.emitter.emit({"succeeded": "COMPLETE", "cancelled": "ABORT"}.get(status, "FAIL"), info, self)
         return info
 
@@ -421,9 +463,9 @@ class Registry:
             return self._run_info(s, self._run(s, run_id))
 
     def list_runs(self, *, status: str | None = None, kind: str | None = None, dataset: str | None = None,
-                  limit: int = 100) -> list[RunInfo]:
+                  limit: int = 100, offset: int = 0) -> list[RunInfo]:
         with self.session(read=True) as s:
-            stmt = select(Run).order_by(Run.created_at.desc(), Run.id).limit(limit)
+            stmt = select(Run).order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)
             if status:
                 stmt = stmt.where(Run.status == status)
             if kind:
@@ -514,27 +556,58 @@ class Registry:
             if to not in allowed:
                 raise LifecycleError(f"{d.name}@{v.number} is {v.state}; it can move to "
                                      f"{' or '.join(allowed) if allowed else 'nothing (final)'}, not {to}")
+            self._audit(s, actor, "version.lifecycle", f"{d.name}@{v.number}", **{"from": v.state, "to": to})
             v.state, v.state_changed_at = to, utcnow()
-            return self._version_info(d, v)
+            info = self._version_info(d, v)
+        self.sync_lake_latest(info.dataset, info.manifest_uri)
+        return info
 
-    def purge(self, *, now: dt.datetime | None = None) -> list[str]:
-        """Remove the lake objects of versions deleted more than ``retention_s`` ago.
-        Returns the refs purged. The rows stay (lineage keeps them)."""
+    def purge(self, *, now: dt.datetime | None = None, actor: str | None = None) -> list[str]:
+        """Remove the objects of versions deleted more than ``retention_s`` ago: manifest first,
+        then shards, indexes, rejects and sidecar tables (scores, signatures), and the same in
+        every replica. Returns the refs purged. The rows stay (lineage keeps them)."""
         now = now or utcnow()
         cutoff = now - dt.timedelta(seconds=self.retention_s)
         with self.session() as s:
             rows = s.execute(select(Dataset, VersionRow).join(VersionRow, VersionRow.dataset_id == Dataset.id)
                              .where(VersionRow.state == "deleted", VersionRow.purged_at.is_(None))).all()
-            due = [(d.name, v.number, v.manifest_uri) for d, v in rows
+            due = [(d.name, v.number, v.id, v.manifest_uri) for d, v in rows
                    if (v.state_changed_at if v.state_changed_at.tzinfo else v.state_changed_at.replace(tzinfo=dt.UTC)) <= cutoff]
         purged = []
-        for name, number, uri in due:
-            _delete_version_objects(uri)
+        for name, number, vid, uri in due:
+            with self.session(read=True) as s:
+                replicas = [(r.id, r.manifest_uri) for r in s.scalars(select(Replica).where(Replica.version_id == vid))]
+            removed = _delete_version_objects(uri)
+            for _rid, rep_uri in replicas:
+                removed += _delete_version_objects(rep_uri)
             with self.session() as s:
-                v = s.scalar(select(VersionRow).join(Dataset).where(Dataset.name == name, VersionRow.number == number))
+                v = s.get(VersionRow, vid)
                 v.purged_at = utcnow()  # type: ignore[union-attr]
+                for r in s.scalars(select(Replica).where(Replica.version_id == vid)):
+                    r.status = "purged"
+                self._audit(s, actor, "version.purge", f"{name}@{number}", objects=removed, replicas=len(replicas))
             purged.append(f"{name}@{number}")
+            self.sync_lake_latest(name, uri)
         return purged
+
+    def sync_lake_latest(self, name: str, touched: str | None = None) -> None:
+        """Point the lake's ``refs/latest`` of ``name`` at the registry's ``name@latest`` (or
+        remove it when no version is readable): the registry is that pointer's writer of record,
+        so the lake and the registry never disagree on what "latest" is."""
+        with self.session(read=True) as s:
+            d = s.scalar(select(Dataset).where(Dataset.name == name))
+            latest = self._latest_row(s, d) if d is not None else None
+        uris = [u for u in (latest.manifest_uri if latest is not None else None, touched) if u]
+        stores = {u.rsplit("/versions/", 1)[0] for u in uris if "/versions/" in u}  # where the pointer may be
+        for root in stores:
+            try:
+                st = open_store(root)
+                if latest is not None and latest.manifest_uri.startswith(root + "/versions/"):
+                    st.put("refs/latest", latest.version.encode())
+                elif st.exists("refs/latest"):
+                    st.delete("refs/latest")
+            except Exception as exc:  # noqa: BLE001 - a read-only or unreachable lake keeps its pointer
+                warnings.warn(f"could not move refs/latest of {name} in {root}: {exc}", RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------------------------------
     # replicas
@@ -578,10 +651,45 @@ class Registry:
     # ------------------------------------------------------------------------------------
     # users and tokens (see registry.auth)
 
-    def create_user(self, name: str, role: str) -> str:
+    def create_user(self, name: str, role: str, *, actor: str | None = None) -> str:
         from registry.auth import create_user
 
-        return create_user(self, name, role)
+        return create_user(self, name, role, actor=actor)
+
+    # ------------------------------------------------------------------------------------
+    # jobs (see registry.worker; the server's JobRunner adds validation and a worker)
+
+    def list_jobs(self, *, state: str | None = None, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        from registry.worker import JobQueue
+
+        return [j.to_json() for j in JobQueue(self).list(state=state, offset=offset, limit=limit)]
+
+    def get_job(self, run_id: str) -> dict[str, Any]:
+        from registry.worker import JobQueue
+
+        return JobQueue(self).get(run_id).to_json()
+
+    def cancel_job(self, run_id: str, *, actor: str | None = None, role: str | None = "admin") -> dict[str, Any]:
+        from registry.worker import JobQueue
+
+        return JobQueue(self).cancel(run_id, actor, role).to_json()
+
+    def retry_job(self, run_id: str, *, actor: str | None = None, role: str | None = "admin") -> RunInfo:
+        from registry.worker import JobQueue
+
+        return JobQueue(self).retry(run_id, actor, role)
+
+    def submit_job(self, spec: dict[str, Any], *, lake_uri: str | None = None,
+                   submitted_by: str | None = None) -> RunInfo:
+        """Queue a job (validated as the server does); a worker runs it (``mmlake registry worker``)."""
+        from registry.jobs import JobRunner
+
+        return JobRunner(self, lake_uri).submit(spec, submitted_by=submitted_by, start_worker=False)
+
+    def run_log(self, run_id: str, tail: int = 65536) -> str:
+        from registry.worker import read_log
+
+        return read_log(self, run_id, tail)
 
     def authenticate(self, token: str | None) -> tuple[str, str] | None:
         from registry.auth import authenticate
@@ -607,30 +715,23 @@ def _code_version() -> str:
     return f"mmlake {__version__}"
 
 
-def _delete_version_objects(manifest_uri: str) -> None:
-    """Delete a version's manifest (first: the version disappears), then its objects."""
+def _delete_version_objects(manifest_uri: str) -> int:
+    """Delete a version's manifest (first: the version disappears), then its objects: shards,
+    indexes, rejects, sidecar tables. Returns how many objects were removed."""
     try:
         v = DatasetVersion.open(manifest_uri)
     except VersionError:
-        return  # already gone
+        return 0  # already gone
     store = v.store
-    store.delete(f"versions/{v.manifest.version}.json")
+    paths = [f"versions/{v.manifest.version}.json"]
     for sh in v.manifest.shards:
-        store.delete(sh.path)
-        store.delete(sh.index)
+        paths += [sh.path, sh.index]
     if v.manifest.rejects:
-        store.delete(v.manifest.rejects["path"])
-    try:
-        latest = store.read("refs/latest").decode().strip()
-    except Exception:  # noqa: BLE001 - no ref: nothing to repoint
-        return
-    if latest == v.manifest.version:
-        manifests = sorted(p for p in store.list("versions") if p.endswith(".json"))
-        if manifests:
-            from datalake.version import Manifest
-
-            newest = max((Manifest.from_bytes(store.read(p), store.url(p)) for p in manifests),
-                         key=lambda m: (m.created.get("at", ""), m.version))
-            store.put("refs/latest", newest.version.encode())
-        else:
-            store.delete("refs/latest")
+        paths.append(v.manifest.rejects["path"])
+    paths += list((v.manifest.extras or {}).values())
+    removed = 0
+    for p in paths:
+        if store.exists(p):
+            store.delete(p)
+            removed += 1
+    return removed

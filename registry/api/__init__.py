@@ -49,6 +49,12 @@ class ApiSettings:
     #: one. None: no check (an embedded registry on one's own machine); ``mmlake registry serve``
     #: sets the lake, $MMLAKE_HOME and MMLAKE_REGISTRY_ROOTS
     roots: tuple[str, ...] | None = None
+    #: jobs run at once by this process, seconds of a lease, and whether the worker polls for
+    #: ever (``mmlake registry serve``) or only after submissions (an app made in a script)
+    job_workers: int = 1
+    job_lease_s: float = 30.0
+    persistent_jobs: bool = False
+    job_max_attempts: int = 2
 
     def all_roots(self) -> tuple[str, ...] | None:
         return None if self.roots is None else tuple(dict.fromkeys([*(r for r in [self.lake_uri] if r), *self.roots]))
@@ -158,6 +164,31 @@ class SyncIn(BaseModel):
 class UserIn(BaseModel):
     name: str = Field(max_length=100)
     role: str
+
+
+class TokenIn(BaseModel):
+    label: str = Field(default="default", min_length=1, max_length=100)
+    #: seconds until the token stops working (None: never); at most 10 years
+    expires_in_s: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
+    user: str | None = Field(default=None, max_length=100)  # admins may mint tokens for others
+
+
+MAX_PAGE = 1000
+
+
+def page_args(offset: int, limit: int) -> tuple[int, int]:
+    """Bounds every list route shares: 0 <= offset, 1 <= limit <= MAX_PAGE."""
+    if offset < 0 or not 1 <= limit <= MAX_PAGE:
+        raise HTTPException(422, f"offset must be >= 0 and limit between 1 and {MAX_PAGE}")
+    return offset, limit
+
+
+def paged(rows: list[Any], request: Request, response: Response, offset: int, limit: int) -> list[Any]:
+    """A page of a list route: the rows, and a ``Link: <...>; rel="next"`` header when the page is full."""
+    if len(rows) >= limit:
+        nxt = request.url.include_query_params(offset=offset + limit, limit=limit)
+        response.headers["Link"] = f'<{nxt}>; rel="next"'
+    return rows
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -300,7 +331,9 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     app.state.registry, app.state.settings = reg, settings
     app.state.versions = _VersionCache(reg)
     thumbs = ThumbnailCache(64 * 2**20)
-    app.state.jobs = JobRunner(reg, settings.lake_uri, roots=settings.all_roots())
+    app.state.jobs = JobRunner(reg, settings.lake_uri, workers=settings.job_workers, roots=settings.all_roots(),
+                               lease_s=settings.job_lease_s, persistent=settings.persistent_jobs,
+                               max_attempts=settings.job_max_attempts)
 
     def inside_roots(uri: str, what: str) -> None:
         roots = settings.all_roots()
@@ -376,36 +409,43 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
 
     # datasets
     @route("GET", "/datasets", "read")
-    def list_datasets(q: str | None = None, kind: str | None = None, state: str | None = None,
-                      tag: str | None = None) -> list[dict[str, Any]]:
-        return [d.to_json() for d in reg.list_datasets(q=q, kind=kind, state=state, tag=tag)]
+    def list_datasets(request: Request, response: Response, q: str | None = None, kind: str | None = None,
+                      state: str | None = None, tag: str | None = None, offset: int = 0,
+                      limit: int = 500) -> list[dict[str, Any]]:
+        offset, limit = page_args(offset, limit)
+        rows = reg.list_datasets(q=q, kind=kind, state=state, tag=tag, limit=limit, offset=offset)
+        return paged([d.to_json() for d in rows], request, response, offset, limit)
 
     @route("POST", "/datasets", "writer", status_code=201)
     def create_dataset(body: DatasetIn, who: Principal = Depends(principal)) -> dict[str, Any]:
         return reg.create_dataset(body.name, kind=body.kind, owner=body.owner or who.name,
-                                  description=body.description, tags=body.tags).to_json()
+                                  description=body.description, tags=body.tags, actor=who.name).to_json()
 
     @route("GET", "/datasets/{name}", "read")
     def get_dataset(name: str) -> dict[str, Any]:
         return reg.get_dataset(name).to_json()
 
     @route("PATCH", "/datasets/{name}", "writer")
-    def patch_dataset(name: str, body: DatasetPatch) -> dict[str, Any]:
-        return reg.update_dataset(name, description=body.description, owner=body.owner, tags=body.tags).to_json()
+    def patch_dataset(name: str, body: DatasetPatch, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return reg.update_dataset(name, description=body.description, owner=body.owner, tags=body.tags,
+                                  actor=who.name).to_json()
 
     @route("POST", "/datasets/{name}/state", "admin")
-    def dataset_state(name: str, body: StateIn) -> dict[str, Any]:
-        return reg.update_dataset(name, state=body.state).to_json()
+    def dataset_state(name: str, body: StateIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return reg.update_dataset(name, state=body.state, actor=who.name).to_json()
 
     @route("GET", "/datasets/{name}/versions", "read")
-    def dataset_versions(name: str) -> list[dict[str, Any]]:
-        return [v.to_json() for v in reg.list_versions(name)]
+    def dataset_versions(request: Request, response: Response, name: str, offset: int = 0,
+                         limit: int = MAX_PAGE) -> list[dict[str, Any]]:
+        offset, limit = page_args(offset, limit)
+        return paged([v.to_json() for v in reg.list_versions(name, offset=offset, limit=limit)], request, response,
+                     offset, limit)
 
     # versions
     @route("POST", "/versions", "writer", status_code=201)
-    def register(body: VersionIn) -> dict[str, Any]:
+    def register(body: VersionIn, who: Principal = Depends(principal)) -> dict[str, Any]:
         inside_roots(body.manifest_uri, "manifest")
-        return reg.register_version(body.manifest_uri, run_id=body.run_id, state=body.state).to_json()
+        return reg.register_version(body.manifest_uri, run_id=body.run_id, state=body.state, actor=who.name).to_json()
 
     @route("GET", "/resolve", "read")
     def resolve(ref: str, for_read: bool = True) -> dict[str, Any]:
@@ -473,9 +513,14 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
         return members[name], mime
 
     @route("GET", "/versions/{ref}/rejects", "read")
-    def rejects(ref: str, limit: int = 100) -> dict[str, Any]:
-        rows = versions(ref).read_rejects().to_pylist()
-        return {"ref": ref, "total": len(rows), "items": rows[: max(0, limit)]}
+    def rejects(ref: str, offset: int = 0, limit: int = 100, stage: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+        """Rejected inputs of a version, filtered by ``stage`` and ``reason``, a page at a time."""
+        offset, limit = page_args(offset, limit)
+        from registry.rejects import reject_rows
+
+        total, rows, facets = reject_rows(versions(ref), stage=stage, reason=reason, offset=offset, limit=limit)
+        return {"ref": ref, "total": total, "offset": offset, "items": rows, "facets": facets}
 
     @route("GET", "/versions/{ref}/lineage", "read")
     def lineage(ref: str, direction: str = "both", depth: int | None = None) -> dict[str, Any]:
@@ -501,9 +546,11 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
 
     # runs and jobs
     @route("GET", "/runs", "read")
-    def runs(status: str | None = None, kind: str | None = None, dataset: str | None = None,
-             limit: int = 100) -> list[dict[str, Any]]:
-        return [r.to_json() for r in reg.list_runs(status=status, kind=kind, dataset=dataset, limit=min(limit, 1000))]
+    def runs(request: Request, response: Response, status: str | None = None, kind: str | None = None,
+             dataset: str | None = None, offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        offset, limit = page_args(offset, limit)
+        rows = reg.list_runs(status=status, kind=kind, dataset=dataset, limit=limit, offset=offset)
+        return paged([r.to_json() for r in rows], request, response, offset, limit)
 
     @route("POST", "/runs", "writer", status_code=201)
     def start_run(body: RunIn, who: Principal = Depends(principal)) -> dict[str, Any]:
@@ -528,14 +575,78 @@ def create_app(reg: Registry, settings: ApiSettings | None = None, *, with_web: 
     def submit_job(spec: dict[str, Any], who: Principal = Depends(principal)) -> dict[str, Any]:
         return app.state.jobs.submit(spec, submitted_by=who.name).to_json()  # type: ignore[no-any-return]
 
-    # admin
+    @route("GET", "/jobs", "read")
+    def list_jobs(request: Request, response: Response, state: str | None = None, offset: int = 0,
+                  limit: int = 100) -> list[dict[str, Any]]:
+        offset, limit = page_args(offset, limit)
+        return paged([j.to_json() for j in app.state.jobs.queue.list(state=state, offset=offset, limit=limit)],
+                     request, response, offset, limit)
+
+    @route("GET", "/jobs/{run_id}", "read")
+    def get_job(run_id: str) -> dict[str, Any]:
+        return app.state.jobs.queue.get(run_id).to_json()  # type: ignore[no-any-return]
+
+    @route("POST", "/jobs/{run_id}/cancel", "writer")
+    def cancel_job(run_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """Cancel a queued job, or stop a running one (within a heartbeat); its submitter or an admin."""
+        return app.state.jobs.cancel(run_id, who.name, who.role).to_json()  # type: ignore[no-any-return]
+
+    @route("POST", "/jobs/{run_id}/retry", "writer", status_code=202)
+    def retry_job(run_id: str, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """Submit a finished job's spec again as a new run (``parameters.retry_of``)."""
+        return app.state.jobs.retry(run_id, who.name, who.role).to_json()  # type: ignore[no-any-return]
+
+    @route("GET", "/runs/{run_id}/logs", "read")
+    def run_logs(run_id: str, tail: int = 65536) -> Response:
+        """The end (``tail`` bytes, at most 1 MiB) of a job's log, as the registry stored it."""
+        from registry.worker import read_log
+
+        text = read_log(reg, run_id, max(1, min(tail, 1 << 20)))
+        return Response(text, media_type="text/plain; charset=utf-8")
+
+    # admin, tokens, audit
     @route("POST", "/users", "admin", status_code=201)
-    def create_user(body: UserIn) -> dict[str, Any]:
-        return {"name": body.name, "role": body.role, "token": reg.create_user(body.name, body.role)}
+    def create_user(body: UserIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        return {"name": body.name, "role": body.role, "token": reg.create_user(body.name, body.role, actor=who.name)}
+
+    @route("GET", "/tokens", "writer")
+    def list_tokens(who: Principal = Depends(principal), user: str | None = None) -> list[dict[str, Any]]:
+        """Your tokens (an admin: anyone's, or everyone's without ``user``); never the secrets."""
+        from registry.auth import list_tokens
+
+        if who.role != "admin" and user not in (None, who.name):
+            raise HTTPException(403, "only an admin may list another user's tokens")
+        return list_tokens(reg, user if who.role == "admin" else who.name)
+
+    @route("POST", "/tokens", "reader", status_code=201)
+    def new_token(body: TokenIn, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """A new token for you (an admin: for ``user``), shown once; it may expire."""
+        from registry.auth import create_token
+
+        name = body.user or who.name
+        if name != who.name and who.role != "admin":
+            raise HTTPException(403, "only an admin may create a token for another user")
+        token, info = create_token(reg, name, body.label, expires_in_s=body.expires_in_s, actor=who.name)
+        return {**info, "token": token}
+
+    @route("DELETE", "/tokens/{token_id}", "reader")
+    def revoke(token_id: int, who: Principal = Depends(principal)) -> dict[str, Any]:
+        """Revoke a token (yours; an admin: anyone's). It stops working at once."""
+        from registry.auth import revoke_token
+
+        return revoke_token(reg, token_id, actor=who.name, role=who.role)
+
+    @route("GET", "/audit", "admin")
+    def audit(request: Request, response: Response, actor: str | None = None, action: str | None = None,
+              offset: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Who changed what: registrations, lifecycle, datasets, users, tokens, jobs; newest first."""
+        offset, limit = page_args(offset, limit)
+        return paged(reg.audit(offset=offset, limit=limit, actor=actor, action=action), request, response,
+                     offset, limit)
 
     @route("POST", "/purge", "admin")
-    def purge() -> dict[str, Any]:
-        return {"purged": reg.purge()}
+    def purge(who: Principal = Depends(principal)) -> dict[str, Any]:
+        return {"purged": reg.purge(actor=who.name)}
 
     app.include_router(router)
     if with_web:
