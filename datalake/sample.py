@@ -444,6 +444,10 @@ def _check_sample(s: Sample) -> None:
     bad = _not_json(s.meta, "meta")
     if bad is not None:
         raise fail(*bad)
+    try:
+        object.__setattr__(s, "meta", freeze(s.meta))
+    except RecursionError:
+        raise fail("meta", "is nested too deeply") from None
     for name, data in s.blobs.items():
         if name not in names:
             raise fail("blobs", f"bytes for {name!r} but no media item has that name")
@@ -526,6 +530,61 @@ def _check_action(a: Annotation, anns: tuple[Annotation, ...], platform: Any, pa
     if to is not None and (isinstance(to, bool) or not isinstance(to, int) or not 0 <= to < len(anns)
                            or anns[to].type != "point" or anns[to].media != a.media):
         raise fail(f"{path}.attrs.to", f"{to!r} is not a point annotation on media {a.media}")
+
+
+class FrozenDict(dict):  # type: ignore[type-arg]
+    """A dict that refuses changes: a sample's ``meta`` (and everything in it) after construction.
+    Still a ``dict`` for ``isinstance``, ``==`` and ``json.dumps``; copy it (``dict(meta)``,
+    ``{**meta, k: v}``) to build a changed sample."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_a: Any, **_k: Any) -> None:
+        raise TypeError("a sample's meta is read-only: build a new sample with "
+                        "dataclasses.replace(sample, meta={**sample.meta, ...})")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return FrozenDict, (dict(self),)
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, _memo: Any) -> FrozenDict:
+        return self
+
+
+class FrozenList(list):  # type: ignore[type-arg]
+    """A list that refuses changes (see :class:`FrozenDict`)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_a: Any, **_k: Any) -> None:
+        raise TypeError("a sample's meta is read-only: build a new sample with a changed copy")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
+    __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return FrozenList, (list(self),)
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, _memo: Any) -> FrozenList:
+        return self
+
+
+def freeze(value: Any) -> Any:
+    """``value`` with every dict and list in it made read-only (tuples become frozen lists)."""
+    if isinstance(value, (FrozenDict, FrozenList)):
+        return value
+    if isinstance(value, Mapping):
+        return FrozenDict((k, freeze(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return FrozenList(freeze(v) for v in value)
+    return value
 
 
 def _not_json(value: Any, path: str) -> tuple[str, str] | None:

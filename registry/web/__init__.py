@@ -32,6 +32,24 @@ PAGE_SIZE = 12
 THUMB, TILE_MEDIA = 320, 2
 #: the sample page shows a long document this many pages at a time (thumbnails, full size on click)
 MEDIA_PER_PAGE, PAGE_THUMB, RECORD_CHARS = 10, 900, 20_000
+#: the rejects browser: rows per page and their thumbnails; the end of a job's log on its run page
+REJECTS_PAGE, REJECT_THUMB, LOG_TAIL = 50, 96, 64 * 1024
+
+
+def _duration(start: str | None, end: str | None) -> str | None:
+    """``1 h 02 min``, ``3 min 05 s``, ``4.2 s`` between two ISO times (end: now)."""
+    import datetime as dt
+
+    if not start:
+        return None
+    t0 = dt.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    t1 = dt.datetime.fromisoformat(end.replace("Z", "+00:00")) if end else dt.datetime.now(dt.UTC)
+    s = max(0.0, (t1 - t0).total_seconds())
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 def _default_pipeline() -> str:
     """The shipped example spec, shown in the job form."""
     import pipelines
@@ -220,13 +238,99 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
                       status=status, kind=kind)
 
     @page("GET", "/runs/{run_id}", "read")
-    def run(request: Request, run_id: str) -> HTMLResponse:
+    def run(request: Request, run_id: str, msg: str = "", err: str = "") -> HTMLResponse:
+        from registry.types import NotFound
+        from registry.worker import read_log
+
         r = reg.get_run(run_id)
         funnel = funnel_from_counts(r.counts)
-        return render(request, "run.html", r=r,
+        try:
+            job, log = app.state.jobs.queue.get(run_id), read_log(reg, run_id, LOG_TAIL)
+        except NotFound:
+            job, log = None, None
+        return render(request, "run.html", r=r, job=job, log=log, duration=_duration(r.started_at, r.ended_at),
                       funnel=funnel_chart(funnel, "inputs, removed by reason, kept", chart_id="chart-funnel") if funnel else None,
                       spec=json.dumps(r.spec, indent=1), parameters=json.dumps(r.parameters, indent=1),
-                      counts=json.dumps(r.counts, indent=1))
+                      counts=json.dumps(r.counts, indent=1), msg=msg, err=err)
+
+    @page("POST", "/runs/{run_id}/cancel", "writer")
+    def cancel_run(request: Request, run_id: str) -> Response:
+        from registry.api import principal
+
+        who = principal(request)
+        try:
+            job = app.state.jobs.cancel(run_id, who.name, who.role)
+        except RegistryError as exc:
+            return RedirectResponse(f"{_run_url(run_id)}?err={quote(str(exc))}", status_code=303)
+        note = "stop requested" if job.cancel_requested else job.state
+        return RedirectResponse(f"{_run_url(run_id)}?msg={quote(note)}", status_code=303)
+
+    @page("POST", "/runs/{run_id}/retry", "writer")
+    def retry_run(request: Request, run_id: str) -> Response:
+        from registry.api import principal
+
+        who = principal(request)
+        try:
+            new = app.state.jobs.retry(run_id, who.name, who.role)
+        except RegistryError as exc:
+            return RedirectResponse(f"{_run_url(run_id)}?err={quote(str(exc))}", status_code=303)
+        return RedirectResponse(f"{_run_url(new.id)}?msg={quote(f'retry of {run_id}')}", status_code=303)
+
+    @page("GET", "/audit", "admin")
+    def audit(request: Request, actor: str = "", action: str = "", page: int = 0) -> HTMLResponse:
+        page_ = max(0, page)
+        rows = reg.audit(actor=actor or None, action=action or None, offset=page_ * 100, limit=100)
+        return render(request, "audit.html", rows=rows, actor=actor, action=action, page=page_,
+                      detail=lambda d: json.dumps(d, ensure_ascii=False))
+
+    @page("GET", "/datasets/{name}/{number}/rejects", "read")
+    def rejects(request: Request, name: str, number: str, stage: str = "", reason: str = "", page: int = 0,
+                msg: str = "", err: str = "") -> HTMLResponse:
+        from registry.rejects import key_positions, reject_rows
+
+        info = reg.get_version(f"{name}@{number}")
+        page_ = max(0, page)
+        v = app.state.versions.get(info.ref)
+        total, rows, facets = reject_rows(v, stage=stage or None, reason=reason or None, offset=page_ * REJECTS_PAGE,
+                                          limit=REJECTS_PAGE)
+        by_input: dict[str, set[str]] = {}
+        for r in rows:
+            if r.get("input") and r.get("key"):
+                by_input.setdefault(r["input"], set()).add(r["key"])
+        thumbs: dict[tuple[str, str], str] = {}
+        for ref_in, keys in by_input.items():
+            try:
+                src = app.state.versions.get(ref_in)
+            except (RegistryError, HTTPException):
+                continue  # an input that is gone: rows without pictures
+            for k, i in key_positions(src, keys).items():
+                media = src.get(i).media
+                if media and media[0].mime.startswith("image/"):
+                    thumbs[(ref_in, k)] = (f"/api/v1/versions/{ref_in}/samples/{i}/media/{quote(media[0].name)}"
+                                           f"?thumb={REJECT_THUMB}")
+        items = [{**r, "thumb": thumbs.get((r.get("input") or "", r.get("key") or "")),
+                  "readmittable": bool(r.get("input") and r.get("key") and r.get("outcome") in ("filtered", "duplicate"))}
+                 for r in rows]
+        return render(request, "rejects.html", v=info, items=items, total=total, facets=facets, stage=stage,
+                      reason=reason, page=page_, pages=max(1, -(-total // REJECTS_PAGE)), thumb=REJECT_THUMB,
+                      msg=msg, err=err)
+
+    @page("POST", "/datasets/{name}/{number}/readmit", "writer")
+    async def readmit(request: Request, name: str, number: str) -> Response:
+        from registry.api import principal
+        from registry.rejects import readmit as do_readmit
+
+        form = await request.form()
+        keys = [str(k) for k in form.getlist("key")]
+        ref = f"{name}@{number}"
+        back = f"{_version_url(ref)}/rejects"
+        try:
+            run = do_readmit(reg, ref, keys, actor=principal(request).name)
+        except RegistryError as exc:
+            return RedirectResponse(f"{back}?err={quote(str(exc))}", status_code=303)
+        out = run.outputs[0] if run.outputs else ref
+        return RedirectResponse(f"{_version_url(out)}?msg={quote(f're-admitted {len(keys)} sample(s) from {ref}')}",
+                                status_code=303)
 
     @page("GET", "/jobs/new", "read")
     def job_form(request: Request) -> HTMLResponse:

@@ -6,6 +6,7 @@ pieces only, so a caption or label holding ``<script>`` renders as text.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -55,27 +56,45 @@ def _action_text(a: dict[str, Any], annotations: list[dict[str, Any]]) -> str | 
     return format_action(a["action"], [(f"{x:.0f}", f"{y:.0f}") for x, y in pts], attrs.get("args"))
 
 
+#: annotation colours by role (a stable pick per role name); annotations without a role keep
+#: their type's colour (boxes red, polygons blue, points yellow)
+ROLE_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324",
+                "#469990", "#800000")
+
+
+def role_colour(role: str) -> str:
+    import zlib
+
+    return ROLE_COLOURS[zlib.crc32(role.encode()) % len(ROLE_COLOURS)]
+
+
 def _overlay(anns: list[tuple[int, dict[str, Any]]], w: int, h: int) -> Markup:
-    parts = [f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="none" data-width="{w}" data-height="{h}">']
+    # "meet": the overlay is fitted like the image (object-fit: contain), in a fixed-size tile too
+    parts = [f'<svg class="overlay" viewBox="0 0 {w} {h}" preserveAspectRatio="xMidYMid meet" data-width="{w}" data-height="{h}">']
     r = max(3.0, min(w, h) / 90)
     fs = max(7.0, min(w, h) / 40)
     for i, a in anns:
         label = a.get("label") or a.get("text") or a.get("action") or ""
         lab = escape(f"{i}: {label}" if label else str(i))
         t = a.get("type")
+        role = a.get("role")
+        tag = f' data-role="{escape(role)}"' if role else ""
+        col = role_colour(role) if role else None
+        stroke = f' style="stroke:{col}"' if col else ""
         if t == "box" and a.get("xyxy"):
             x0, y0, x1, y1 = a["xyxy"]
-            parts.append(f'<rect class="ann-box" data-ann="{i}" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>'
-                         f'<text class="ann-label" x="{x0 + 2}" y="{y0 + fs}" font-size="{fs:.0f}">{lab}</text>')
+            parts.append(f'<rect class="ann-box" data-ann="{i}"{tag}{stroke} x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>'
+                         f'<text class="ann-label"{tag} x="{x0 + 2}" y="{y0 + fs}" font-size="{fs:.0f}">{lab}</text>')
         elif t == "point" and a.get("xy"):
             x, y = a["xy"]
-            parts.append(f'<circle class="ann-point" data-ann="{i}" cx="{x}" cy="{y}" r="{r:.1f}"/>'
-                         f'<text class="ann-label" x="{x + r + 2:.1f}" y="{y - r:.1f}" font-size="{fs:.0f}">{lab}</text>')
+            fill = f' style="fill:{col}"' if col else ""
+            parts.append(f'<circle class="ann-point" data-ann="{i}"{tag}{fill} cx="{x}" cy="{y}" r="{r:.1f}"/>'
+                         f'<text class="ann-label"{tag} x="{x + r + 2:.1f}" y="{y - r:.1f}" font-size="{fs:.0f}">{lab}</text>')
         elif t == "polygon" and a.get("points"):
             pts = " ".join(f"{x},{y}" for x, y in a["points"])
             x, y = a["points"][0]
-            parts.append(f'<polygon class="ann-polygon" data-ann="{i}" points="{pts}"/>'
-                         f'<text class="ann-label" x="{x}" y="{y - 3}" font-size="{fs:.0f}">{lab}</text>')
+            parts.append(f'<polygon class="ann-polygon" data-ann="{i}"{tag}{stroke} points="{pts}"/>'
+                         f'<text class="ann-label"{tag} x="{x}" y="{y - 3}" font-size="{fs:.0f}">{lab}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -140,6 +159,8 @@ def sample_view(record: dict[str, Any], media_url: Callable[[str], str], *, thum
             "keyframes": keyframes,
             "hidden_media": len(all_media) - (min(hi, len(all_media)) - min(lo, len(all_media))), "media_range": (lo, hi),
             "parts": parts(record.get("content", [])), "annotations": anns, "meta": record.get("meta", {}),
+            "roles": [{"role": r, "colour": role_colour(r), "n": n} for r, n in sorted(
+                Counter(a["role"] for a in anns if a.get("role")).items())],
             "messages": [{"role": m["role"], "parts": parts(m.get("content", []))} for m in record.get("messages", [])]}
 
 
