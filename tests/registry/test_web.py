@@ -392,3 +392,96 @@ def test_two_versions_are_compared_on_a_page(browser, site, request) -> None:  #
     api = page.request.get(f"{url}/api/v1/diff?a=cmp@1&b=cmp@2").json()
     assert api["keys"]["added"] == 3 and api["keys"]["removed"] == 2
     page.close()
+
+
+def test_rejects_browser_filters_shows_thumbnails_and_readmits(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.run import run_pipeline
+    from pipelines.spec import parse_spec
+
+    url, world = site
+    run_pipeline(parse_spec({"name": "strict", "input": "raw@1", "output": "strict", "runner": "local",
+                             "stages": [{"decode": {}}, {"text_filter": {"min_words": 11}},
+                                        {"dedupe_image": {"max_hamming": 6}}]}), world.lake, world.reg, progress=False)
+    v1 = world.reg.open_version("strict@1")
+    rows = v1.read_rejects().to_pylist()
+    filtered = [r for r in rows if r["reason"] == "too_few_words"]
+    assert len(filtered) >= 3, rows
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/datasets/strict/1")
+    page.click("#rejects-link")
+    page.wait_for_url(f"{url}/datasets/strict/1/rejects")
+    assert page.locator("#rejects tbody tr").count() == len(rows)
+    assert page.locator("input[name=key]").count() == 0  # anonymous: nothing to re-admit with
+    thumbs = page.locator("#rejects img.thumb")
+    assert thumbs.count() == len(rows)
+    for k in range(thumbs.count()):  # every thumbnail decoded, in the same fixed box
+        t = thumbs.nth(k)
+        assert t.evaluate("i => i.decode().then(() => i.naturalWidth)") > 0
+        bb = t.bounding_box()
+        assert (round(bb["width"]), round(bb["height"])) == (96, 96)
+    page.click('.facet[data-reason="too_few_words"]')
+    assert {c.inner_text() for c in page.locator("#rejects tbody td:nth-child(7)").all()} == {"too_few_words"}
+    shot(page, "rejects", request)
+    # a writer re-admits two of them: a new version with those samples, its rejects two fewer
+    page.context.add_cookies([{"name": "mmlake_token", "value": world.tokens["writer"], "url": url}])
+    page.reload()
+    picked = [r["key"] for r in filtered[:2]]
+    for key in picked:
+        page.check(f'input[name=key][value="{key}"]')
+    page.click("#readmit")
+    page.wait_for_url(f"{url}/datasets/strict/2*")
+    assert "re-admitted 2 sample(s) from strict@1" in page.content()
+    v2 = world.reg.open_version("strict@2")
+    assert len(v2) == len(v1) + 2 and set(picked) <= {s.key for s in v2}
+    assert len(v2.read_rejects()) == len(rows) - 2
+    run = world.reg.get_run(world.reg.get_version("strict@2").created_by_run)
+    assert run.inputs == ["raw@1", "strict@1"] and run.counts["readmitted"] == 2
+    assert world.reg.audit(action="version.readmit")[0]["actor"] == "writer-user"
+    page.close()
+
+
+def test_job_run_page_shows_its_log_duration_and_retries(browser, site, request) -> None:  # type: ignore[no-untyped-def]
+    url, world = site
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.context.add_cookies([{"name": "mmlake_token", "value": world.tokens["writer"], "url": url}])
+    page.goto(f"{url}/jobs/new")
+    page.fill("textarea[name=source]", world.raw)
+    page.fill("input[name=dataset]", "logged")
+    page.click("#job-form button")
+    page.wait_for_url(f"{url}/runs/*")
+    page.wait_for_function("document.querySelector('#job-state').innerText.startsWith('succeeded')", timeout=60_000)
+    log = page.locator("#run-log").inner_text()
+    assert "attempt 1 of 2" in log and "ingested 14" in log and "exited with code 0" in log
+    assert page.locator("#run-duration").inner_text().endswith(" s")
+    first = page.url
+    page.click("#job-retry")
+    page.wait_for_url(lambda u: u != first and "/runs/" in u)
+    page.wait_for_function("document.querySelector('#job-state').innerText.startsWith('succeeded')", timeout=60_000)
+    new_id = page.url.rsplit("/", 1)[1].split("?")[0]
+    assert world.reg.get_run(new_id).parameters["retry_of"] == first.rsplit("/", 1)[1]
+    shot(page, "job-run", request)
+    page.close()
+
+
+def test_annotations_are_coloured_by_role_and_each_role_can_be_hidden(browser, site) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from datalake import write_version
+    from synth.shapes import shape_samples
+
+    url, world = site
+    s = shape_samples(1, seed=8, size=(320, 240))[0]
+    anns = tuple(dataclasses.replace(a, role=("title" if i % 2 == 0 else "figure")) for i, a in enumerate(s.annotations))
+    assert len(anns) >= 2
+    write_version(world.lake, "roles", [dataclasses.replace(s, annotations=anns)])
+    world.reg.register_version(world.lake.open_version("roles"))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{url}/datasets/roles/1/samples/0")
+    assert page.locator(".role-toggle").count() == 2
+    colour = {r: page.locator(f'#sample rect[data-role="{r}"]').first.evaluate("e => getComputedStyle(e).stroke")
+              for r in ("title", "figure")}
+    assert colour["title"] != colour["figure"]
+    page.uncheck('input[data-role-toggle="figure"]')
+    assert not page.locator('#sample rect[data-role="figure"]').first.is_visible()
+    assert page.locator('#sample rect[data-role="title"]').first.is_visible()
+    page.close()
