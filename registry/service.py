@@ -362,15 +362,29 @@ class Registry:
     # runs
 
     def _run_info(self, s: Session, r: Run) -> RunInfo:
-        def refs(table: type[RunInput] | type[RunOutput]) -> list[str]:
-            rows = s.execute(select(Dataset.name, VersionRow.number).join(VersionRow, VersionRow.dataset_id == Dataset.id)
-                             .join(table, table.version_id == VersionRow.id).where(table.run_id == r.id)
-                             .order_by(Dataset.name, VersionRow.number)).all()
-            return [f"{n}@{num}" for n, num in rows]
+        return self._run_infos(s, [r])[0]
 
-        return RunInfo(r.id, r.kind, r.name, r.status, dict(r.spec or {}), dict(r.parameters or {}),
-                       dict(r.counts or {}), _iso(r.created_at) or "", _iso(r.started_at), _iso(r.ended_at),
-                       r.code_version, r.error, r.logs_uri, r.submitted_by, refs(RunInput), refs(RunOutput))
+    def _run_infos(self, s: Session, runs: Sequence[Run]) -> list[RunInfo]:
+        """Infos for many runs in three queries (their input and output refs batched)."""
+        ids = [r.id for r in runs]
+
+        def refs(table: type[RunInput] | type[RunOutput]) -> dict[str, list[str]]:
+            out: dict[str, list[str]] = {}
+            if not ids:
+                return out
+            rows = s.execute(select(table.run_id, Dataset.name, VersionRow.number)
+                             .join(VersionRow, VersionRow.dataset_id == Dataset.id)
+                             .join(table, table.version_id == VersionRow.id).where(table.run_id.in_(ids))
+                             .order_by(Dataset.name, VersionRow.number)).all()
+            for rid, n, num in rows:
+                out.setdefault(rid, []).append(f"{n}@{num}")
+            return out
+
+        ins, outs = refs(RunInput), refs(RunOutput)
+        return [RunInfo(r.id, r.kind, r.name, r.status, dict(r.spec or {}), dict(r.parameters or {}),
+                        dict(r.counts or {}), _iso(r.created_at) or "", _iso(r.started_at), _iso(r.ended_at),
+                        r.code_version, r.error, r.logs_uri, r.submitted_by, ins.get(r.id, []), outs.get(r.id, []))
+                for r in runs]
 
     def start_run(self, kind: str, name: str, *, inputs: Sequence[str] = (), spec: dict[str, Any] | None = None,
                   parameters: dict[str, Any] | None = None, code_version: str | None = None,
@@ -477,7 +491,7 @@ class Registry:
                     select(RunInput.run_id).join(VersionRow, VersionRow.id == RunInput.version_id).where(
                         VersionRow.dataset_id == d.id))
                 stmt = stmt.where(Run.id.in_(ids))
-            return [self._run_info(s, r) for r in s.scalars(stmt).all()]
+            return self._run_infos(s, s.scalars(stmt).all())
 
     # ------------------------------------------------------------------------------------
     # lineage

@@ -165,3 +165,30 @@ def test_sample_meta_is_json_and_cannot_change_after_construction() -> None:
     for bad, where in (({"x": {1, 2}}, "meta.x"), ({"q": [0.5, math.nan]}, "meta.q[1]")):
         with pytest.raises(SampleError, match=rf"{s.key}.*{where.replace('[', '.').replace(']', '')}|{s.key}"):
             dataclasses.replace(s, meta=bad)
+
+
+def test_token_and_audit_commands(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mmlake.cli import main
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    env = {"MMLAKE_REGISTRY": url, "MMLAKE_LAKE": str(tmp_path / "lake")}
+    run = CliRunner()
+    assert run.invoke(main, ["registry", "create-user", "ana", "--role", "writer"], env=env).exit_code == 0
+    made = run.invoke(main, ["registry", "token", "create", "--user", "ana", "--label", "ci", "--expires-in", "600",
+                             "--json"], env=env)
+    assert made.exit_code == 0, made.output
+    tok = json.loads(made.output)
+    reg = Registry(url)
+    assert reg.authenticate(tok["token"]) == ("ana", "writer")
+    listed = json.loads(run.invoke(main, ["registry", "token", "list", "--json"], env=env).output)
+    assert [(t["label"], t["state"]) for t in listed] == [("default", "active"), ("ci", "active")]
+    assert all("token" not in t for t in listed)
+    out = run.invoke(main, ["registry", "token", "revoke", str(tok["id"])], env=env)
+    assert out.exit_code == 0 and "revoked" in out.output
+    assert reg.authenticate(tok["token"]) is None
+    audit = run.invoke(main, ["registry", "audit"], env=env)
+    assert audit.exit_code == 0 and "token.revoke" in audit.output and "user.create" in audit.output
+    assert run.invoke(main, ["registry", "token", "create", "--user", "nobody"], env=env).exit_code != 0
+    reg.close()
