@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -60,9 +61,6 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def bench(url: str, uris: list[str], n_datasets: int, n_requests: int) -> dict[str, float]:
-    import httpx
-    from registry_conftest_serve import serve  # type: ignore[import-not-found]
-
     reg = Registry(url)
     t0 = time.perf_counter()
     for u in uris:
@@ -84,9 +82,20 @@ def bench(url: str, uris: list[str], n_datasets: int, n_requests: int) -> dict[s
         "GET /datasets (page)": lambda: "/datasets",
         "GET /datasets/NAME/N (version page)": lambda: f"/datasets/ds{rng.randrange(n_datasets):03d}/1",
     }
-    with serve(create_app(reg, ApiSettings())) as base, httpx.Client(base_url=base) as c:
+    out.update(time_routes(reg, routes, n_requests, warmup=5))
+    reg.close()
+    return out
+
+
+def time_routes(reg: Registry, routes: dict[str, Any], n_requests: int, warmup: int = 3) -> dict[str, float]:
+    """p50 / p99 ms of each route (a function giving the next path), served over HTTP, one client."""
+    import httpx
+    from registry_conftest_serve import serve  # type: ignore[import-not-found]
+
+    out: dict[str, float] = {}
+    with serve(create_app(reg, ApiSettings())) as base, httpx.Client(base_url=base, timeout=120) as c:
         for name, path in routes.items():
-            for _ in range(5):
+            for _ in range(warmup):
                 c.get(path()).raise_for_status()
             lat = []
             for _ in range(n_requests):
@@ -96,7 +105,7 @@ def bench(url: str, uris: list[str], n_datasets: int, n_requests: int) -> dict[s
                 lat.append((time.perf_counter() - t) * 1000)
             out[f"{name} p50 ms"] = statistics.median(lat)
             out[f"{name} p99 ms"] = pct(lat, 0.99)
-    reg.close()
+            print(f"  {name}: p50 {out[f'{name} p50 ms']:.1f} ms", file=sys.stderr)
     return out
 
 
@@ -162,9 +171,6 @@ def bulk_load(reg: Registry, manifest_uri: str, n_versions: int, n_runs: int, n_
 
 def bench_scale(url: str, manifest_uri: str, n_versions: int, n_runs: int, n_datasets: int,
                 n_requests: int) -> dict[str, float]:
-    import httpx
-    from registry_conftest_serve import serve  # type: ignore[import-not-found]
-
     reg = Registry(url)
     out: dict[str, float] = {"bulk load s": bulk_load(reg, manifest_uri, n_versions, n_runs, n_datasets)}
     rng = random.Random(0)
@@ -181,19 +187,7 @@ def bench_scale(url: str, manifest_uri: str, n_versions: int, n_runs: int, n_dat
         "GET /datasets (page)": lambda: "/datasets",
         "GET /runs (page)": lambda: "/runs",
     }
-    with serve(create_app(reg, ApiSettings())) as base, httpx.Client(base_url=base, timeout=120) as c:
-        for name, path in routes.items():
-            for _ in range(3):
-                c.get(path()).raise_for_status()
-            lat = []
-            for _ in range(n_requests):
-                p = path()
-                t = time.perf_counter()
-                c.get(p).raise_for_status()
-                lat.append((time.perf_counter() - t) * 1000)
-            out[f"{name} p50 ms"] = statistics.median(lat)
-            out[f"{name} p99 ms"] = pct(lat, 0.99)
-            print(f"  {name}: p50 {out[f'{name} p50 ms']:.1f} ms", file=sys.stderr)
+    out.update(time_routes(reg, routes, n_requests))
     reg.close()
     return out
 

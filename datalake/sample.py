@@ -532,48 +532,41 @@ def _check_action(a: Annotation, anns: tuple[Annotation, ...], platform: Any, pa
         raise fail(f"{path}.attrs.to", f"{to!r} is not a point annotation on media {a.media}")
 
 
-class FrozenDict(dict):  # type: ignore[type-arg]
+class _Frozen:
+    """What a read-only container shares: pickling and copying as itself."""
+
+    __slots__ = ()
+    _MSG = "a sample's meta is read-only: build a new sample with dataclasses.replace(sample, meta={**sample.meta, ...})"
+
+    def _refuse(self, *_a: Any, **_k: Any) -> None:
+        raise TypeError(self._MSG)
+
+    def __reduce__(self) -> Any:
+        base = dict if isinstance(self, dict) else list
+        return type(self), (base(self),)
+
+    def __copy__(self) -> Any:
+        return self
+
+    def __deepcopy__(self, _memo: Any) -> Any:
+        return self
+
+
+class FrozenDict(_Frozen, dict):  # type: ignore[type-arg]
     """A dict that refuses changes: a sample's ``meta`` (and everything in it) after construction.
     Still a ``dict`` for ``isinstance``, ``==`` and ``json.dumps``; copy it (``dict(meta)``,
     ``{**meta, k: v}``) to build a changed sample."""
 
     __slots__ = ()
-
-    def _refuse(self, *_a: Any, **_k: Any) -> None:
-        raise TypeError("a sample's meta is read-only: build a new sample with "
-                        "dataclasses.replace(sample, meta={**sample.meta, ...})")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
-
-    def __reduce__(self) -> Any:
-        return FrozenDict, (dict(self),)
-
-    def __copy__(self) -> FrozenDict:
-        return self
-
-    def __deepcopy__(self, _memo: Any) -> FrozenDict:
-        return self
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _Frozen._refuse  # type: ignore[assignment]
 
 
-class FrozenList(list):  # type: ignore[type-arg]
+class FrozenList(_Frozen, list):  # type: ignore[type-arg]
     """A list that refuses changes (see :class:`FrozenDict`)."""
 
     __slots__ = ()
-
-    def _refuse(self, *_a: Any, **_k: Any) -> None:
-        raise TypeError("a sample's meta is read-only: build a new sample with a changed copy")
-
-    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]
-    __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
-
-    def __reduce__(self) -> Any:
-        return FrozenList, (list(self),)
-
-    def __copy__(self) -> FrozenList:
-        return self
-
-    def __deepcopy__(self, _memo: Any) -> FrozenList:
-        return self
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _Frozen._refuse  # type: ignore[assignment]
+    __iadd__ = __imul__ = _Frozen._refuse  # type: ignore[assignment]
 
 
 def freeze(value: Any) -> Any:

@@ -146,14 +146,21 @@ class Registry:
         ids = [d.id for d in ds]
         if not ids:
             return []
-        counts = dict(s.execute(select(VersionRow.dataset_id, func.count()).where(VersionRow.dataset_id.in_(ids))
-                                .group_by(VersionRow.dataset_id)).all())
-        newest = (select(VersionRow.dataset_id, func.max(VersionRow.number).label("n"))
-                  .where(VersionRow.dataset_id.in_(ids), VersionRow.state.in_(("active", "deprecated")))
-                  .group_by(VersionRow.dataset_id).subquery())
-        latest = {dsid: (num, samples) for dsid, num, samples in s.execute(
-            select(VersionRow.dataset_id, VersionRow.number, VersionRow.samples).join(
-                newest, (newest.c.dataset_id == VersionRow.dataset_id) & (newest.c.n == VersionRow.number))).all()}
+        # per dataset, two index lookups on (dataset_id, number) -- not a scan of every version:
+        # numbers are dense from 1, so the highest number is the count
+        count = (select(func.max(VersionRow.number)).where(VersionRow.dataset_id == Dataset.id)
+                 .correlate(Dataset).scalar_subquery())
+        newest = (select(VersionRow.number).where(VersionRow.dataset_id == Dataset.id,
+                                                  VersionRow.state.in_(("active", "deprecated")))
+                  .order_by(VersionRow.number.desc()).limit(1).correlate(Dataset).scalar_subquery())
+        rows = s.execute(select(Dataset.id, count, newest).where(Dataset.id.in_(ids))).all()
+        counts = {dsid: n or 0 for dsid, n, _ in rows}
+        pairs = [(dsid, num) for dsid, _, num in rows if num is not None]
+        latest = {}
+        if pairs:
+            latest = {dsid: (num, samples) for dsid, num, samples in s.execute(
+                select(VersionRow.dataset_id, VersionRow.number, VersionRow.samples).where(
+                    or_(*((VersionRow.dataset_id == a) & (VersionRow.number == b) for a, b in pairs)))).all()}
         return [DatasetInfo(d.name, d.kind, d.owner, d.description or "", list(d.tags or []), d.state,
                             _iso(d.created_at) or "", _iso(d.updated_at) or "", versions=counts.get(d.id, 0),
                             latest=latest[d.id][0] if d.id in latest else None,

@@ -42,7 +42,7 @@ def test_compose_file_is_valid_and_follows_the_deployment_rules() -> None:
         for vol in svc.get("volumes", []):
             src = str(vol).split(":")[0]
             assert src.startswith("./") or src in doc["volumes"], f"{name}: volume {src} is not declared"
-        if name in ("registry", "mmlake", "ray-head", "ray-worker", "spark-master", "spark-worker"):
+        if name in ("registry", "job-worker", "mmlake", "ray-head", "ray-worker", "spark-master", "spark-worker"):
             assert svc["build"]["dockerfile"] == "Dockerfile", f"{name} must run the project's image"
     for name in ("minio", "postgres", "registry", "ray-head", "spark-master", "prometheus"):
         assert "healthcheck" in services[name], f"{name} has no health check"
@@ -69,6 +69,9 @@ def test_the_services_commands_are_ones_the_project_has() -> None:
     serve = subprocess.run([str(bindir / "mmlake"), *services["registry"]["command"][1:3], "--help"],
                            capture_output=True, text=True, timeout=60)
     assert serve.returncode == 0 and "--host" in serve.stdout
+    worker = services["job-worker"]["command"]  # the options it passes are ones the command has
+    help_ = subprocess.run([str(bindir / "mmlake"), *worker[1:3], "--help"], capture_output=True, text=True, timeout=60)
+    assert help_.returncode == 0 and all(o in help_.stdout for o in worker[3:] if o.startswith("--"))
 
 
 def test_dockerfile_passes_hadolint() -> None:

@@ -253,28 +253,30 @@ def mount_web(app: FastAPI, *, route_roles: dict[tuple[str, str], str], require:
                       spec=json.dumps(r.spec, indent=1), parameters=json.dumps(r.parameters, indent=1),
                       counts=json.dumps(r.counts, indent=1), msg=msg, err=err)
 
-    @page("POST", "/runs/{run_id}/cancel", "writer")
-    def cancel_run(request: Request, run_id: str) -> Response:
+    def job_action(request: Request, run_id: str, act: Callable[[str, Any], tuple[str, str]]) -> Response:
+        """Run ``act`` as the logged-in user; back to a run page with its message or the error."""
         from registry.api import principal
 
-        who = principal(request)
         try:
-            job = app.state.jobs.cancel(run_id, who.name, who.role)
+            target, note = act(run_id, principal(request))
         except RegistryError as exc:
             return RedirectResponse(f"{_run_url(run_id)}?err={quote(str(exc))}", status_code=303)
-        note = "stop requested" if job.cancel_requested else job.state
-        return RedirectResponse(f"{_run_url(run_id)}?msg={quote(note)}", status_code=303)
+        return RedirectResponse(f"{_run_url(target)}?msg={quote(note)}", status_code=303)
+
+    def _cancel(run_id: str, who: Any) -> tuple[str, str]:
+        job = app.state.jobs.cancel(run_id, who.name, who.role)
+        return run_id, "stop requested" if job.cancel_requested else job.state
+
+    def _retry(run_id: str, who: Any) -> tuple[str, str]:
+        return app.state.jobs.retry(run_id, who.name, who.role).id, f"retry of {run_id}"
+
+    @page("POST", "/runs/{run_id}/cancel", "writer")
+    def cancel_run(request: Request, run_id: str) -> Response:
+        return job_action(request, run_id, _cancel)
 
     @page("POST", "/runs/{run_id}/retry", "writer")
     def retry_run(request: Request, run_id: str) -> Response:
-        from registry.api import principal
-
-        who = principal(request)
-        try:
-            new = app.state.jobs.retry(run_id, who.name, who.role)
-        except RegistryError as exc:
-            return RedirectResponse(f"{_run_url(run_id)}?err={quote(str(exc))}", status_code=303)
-        return RedirectResponse(f"{_run_url(new.id)}?msg={quote(f'retry of {run_id}')}", status_code=303)
+        return job_action(request, run_id, _retry)
 
     @page("GET", "/audit", "admin")
     def audit(request: Request, actor: str = "", action: str = "", page: int = 0) -> HTMLResponse:
