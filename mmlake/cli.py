@@ -740,7 +740,10 @@ def jobs_submit_cmd(ctx: click.Context, spec_path: str, lake: str | None, as_jso
     """Queue a job ({type: ingest, ...} or {type: pipeline, spec: ...}); a registry's workers run it."""
     import yaml
 
-    spec = yaml.safe_load(Path(spec_path).read_text())
+    try:
+        spec = yaml.safe_load(Path(spec_path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"{spec_path}: cannot read a job spec from it ({exc})") from None
     settings = _settings(ctx).with_lake(lake)
     run = settings.registry_client().submit_job(spec, lake_uri=settings.lake, submitted_by=None)
     _emit(as_json, run.to_json(), lambda: click.echo(f"job {run.id} {run.status}: {run.name}"))

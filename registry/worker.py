@@ -99,9 +99,7 @@ class JobView:
                    _iso(j.created_at))
 
     def to_json(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["config"] = {k: v for k, v in self.config.items() if k != "lineage"}
-        return out
+        return dict(self.__dict__)
 
 
 def _owner_alive(owner: str | None) -> bool:
