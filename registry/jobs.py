@@ -2,10 +2,11 @@
 
 ``run_ingest`` is the one code path: record a run (START), ingest, register the output
 version as made by the run with its counts (COMPLETE), or record the failure (FAIL). The CLI
-calls it through whatever registry client it has (in-process or HTTP); ``JobRunner`` calls it
-on a background thread for jobs posted to ``/api/v1/jobs`` or the web registry's form, so a
-submitted job shows up as a run that goes queued -> running -> succeeded/failed/cancelled. Jobs are
-durable: rows in the registry database claimed by a worker loop with a lease (``registry.worker``).
+calls it through whatever registry client it has (in-process or HTTP). Jobs posted to
+``/api/v1/jobs`` or the web registry's form are queued by ``JobRunner`` as rows in the registry
+database; a worker (``registry.worker``) claims each with a lease and calls it in a child
+process, so a submitted job shows up as a run that goes queued -> running ->
+succeeded/failed/cancelled, and survives a restart.
 
 A job spec::
 
