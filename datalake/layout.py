@@ -50,6 +50,10 @@ class Fragment:
     y1: float
     text: str
     ref: Any = None
+    #: the line of the source's text stream this fragment comes from (a PDF's text runs), or
+    #: None (OCR): fragments of one run on one baseline are one line whatever the space
+    #: between them (justified text, a table row the PDF writes as one line)
+    run: int | None = None
 
     @property
     def h(self) -> float:
@@ -138,7 +142,8 @@ def baselines(frags: list[Fragment], word_gap: float = 1.0) -> list[Line]:
             if _overlap(ln.y0, ln.y1, f.y0, f.y1) < 0.5 * min(ln.h, f.h):
                 continue
             gap = f.x0 - ln.x1
-            if gap > word_gap * max(min(ln.h, f.h), 1.0) or gap < -0.5 * f.h:
+            same_run = f.run is not None and max(ln.frags, key=lambda g: g.x1).run == f.run
+            if (gap > word_gap * max(min(ln.h, f.h), 1.0) and not same_run) or gap < -0.5 * f.h:
                 continue
             if best_gap is None or gap < best_gap:
                 best, best_gap = ln, gap
@@ -359,10 +364,23 @@ def order_blocks(blocks: list[Block]) -> list[Block]:
         return _overlap(bx[i][0], bx[i][2], bx[j][0], bx[j][2]) > max(tol[i], tol[j])
 
     page_w = max(b[2] for b in bx) - min(b[0] for b in bx)
-    wide = [(b[2] - b[0]) >= 0.5 * page_w for b in bx]
 
     def above(i: int, j: int) -> bool:  # i entirely above j
         return bx[i][3] <= bx[j][1] + max(tol[i], tol[j])
+
+    def alone(i: int) -> bool:
+        """Nothing beside it and no column going on under it: a running header, a page number
+        or a note set in the space between two blocks of the other side is read where it
+        stands, not after the whole column beside it."""
+        lh = tol[i] / 0.5  # the block's smallest line height
+        for j in range(n):
+            if j != i and not (above(i, j) or above(j, i)):
+                return False
+            if j != i and xover(i, j) and 0 <= bx[j][1] - bx[i][3] <= 2 * lh:
+                return False
+        return True
+
+    wide = [(b[2] - b[0]) >= 0.5 * page_w or alone(i) for i, b in enumerate(bx)]
 
     after: list[set[int]] = [set() for _ in range(n)]
     indeg = [0] * n

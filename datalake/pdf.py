@@ -54,11 +54,12 @@ def page_blocks(tp: Any, page_height: float, scale: float) -> list[Any]:
     words: list[Fragment] = []
     cur: list[tuple[float, float, float, float]] = []
     chars: list[str] = []
+    run = 0  # PDFium's line breaks in the text stream
 
     def flush() -> None:
         if cur and "".join(chars).strip():
             words.append(Fragment(min(b[0] for b in cur), min(b[1] for b in cur), max(b[2] for b in cur),
-                                  max(b[3] for b in cur), "".join(chars)))
+                                  max(b[3] for b in cur), "".join(chars), run=run))
         cur.clear()
         chars.clear()
 
@@ -66,6 +67,7 @@ def page_blocks(tp: Any, page_height: float, scale: float) -> list[Any]:
         ch = text[i] if per_char else tp.get_text_range(i, 1)
         if not ch or ch.isspace():
             flush()
+            run += ch in "\r\n"
             continue
         left, bottom, right, top = tp.get_charbox(i, loose=True)
         box = (left * scale, (page_height - top) * scale, right * scale, (page_height - bottom) * scale)
