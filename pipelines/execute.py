@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import pickle
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -186,6 +187,9 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
     n_in = 0
     scored = 0
     source_stats: dict[str, int] = {}
+    # per stage: samples that entered it and seconds spent in it (this task's share)
+    stage_in: dict[str, int] = {}
+    stage_s: dict[str, float] = {}
     for s in _load(t):
         if not isinstance(s, Sample):  # a collected source's statistic, or an input that gave no sample
             source_stats[s.name] = source_stats.get(s.name, 0) + s.n
@@ -211,22 +215,27 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
         try:
             for i in t.segment:
                 st = stages[i]
-                if isinstance(st, MapStage):
-                    current = st.map(current)
-                elif isinstance(st, FilterStage):
-                    sc = reuse.get((current.key, st.name))
-                    if sc is None:
-                        sc = st.score(current)
-                        scored += 1
-                    scores_rows.append({"key": current.key, "stage": st.name, "scores": json.dumps(sc)})
-                    meta = dict(current.meta)
-                    meta["scores"] = {**meta.get("scores", {}), st.name: sc}
-                    current = dataclasses.replace(current, meta=meta)
-                    reason = st.decide(sc)
-                    if reason:
-                        outcomes.append(_row(s.key, t.input_ref, "filtered", st.name, reason, "", None, sc))
-                        break
-                    current = st.prune(current, sc)
+                stage_in[st.name] = stage_in.get(st.name, 0) + 1
+                t0 = time.perf_counter()
+                try:
+                    if isinstance(st, MapStage):
+                        current = st.map(current)
+                    elif isinstance(st, FilterStage):
+                        sc = reuse.get((current.key, st.name))
+                        if sc is None:
+                            sc = st.score(current)
+                            scored += 1
+                        scores_rows.append({"key": current.key, "stage": st.name, "scores": json.dumps(sc)})
+                        meta = dict(current.meta)
+                        meta["scores"] = {**meta.get("scores", {}), st.name: sc}
+                        current = dataclasses.replace(current, meta=meta)
+                        reason = st.decide(sc)
+                        if reason:
+                            outcomes.append(_row(s.key, t.input_ref, "filtered", st.name, reason, "", None, sc))
+                            break
+                        current = st.prune(current, sc)
+                finally:
+                    stage_s[st.name] = stage_s.get(st.name, 0.0) + time.perf_counter() - t0
             else:
                 survivors.append(current)
             errors_in_a_row = 0
@@ -240,7 +249,7 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
                                    f"dataset {t.input_ref}, {where}, key {s.key!r}: {type(exc).__name__}: {exc}") from exc
             outcomes.append(_row(s.key, t.input_ref, "rejected", stages[i].name, "stage_error",
                                  f"{type(exc).__name__}: {exc}", None, None))
-    items, survivors = _signatures(stages, t, survivors, outcomes)
+    items, survivors = _signatures(stages, t, survivors, outcomes, stage_in, stage_s)
     shard: ShardInfo | None = None
     stats = VersionStats()
     if survivors:
@@ -253,7 +262,8 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
         shard = w.close()
     result = {"task": t.task, "pass": t.pass_no, "inputs": n_in, "shard": shard.to_json() if shard else None,
               "stats": stats.to_json(), "kept": len(survivors), "scored": scored, "resumed": False,
-              "source_stats": source_stats, **_write_parts(t, store, outcomes, scores_rows, items)}
+              "source_stats": source_stats, "stage_in": stage_in, "stage_seconds": stage_s,
+              **_write_parts(t, store, outcomes, scores_rows, items)}
     store.put(marker, pickle.dumps(result))
     return result
 
@@ -284,10 +294,12 @@ def _write_parts(t: TaskSpec, store: Any, outcomes: list[dict[str, Any]], scores
         items_at = items_uri(store, t.write_id, t.pass_no, t.task)
         write_items(items_at, items)
     tally: dict[str, int] = {}
+    by_stage: dict[str, int] = {}  # "stage|outcome:reason" -> samples
     for o in outcomes:
         k = f"{o['outcome']}:{o['reason']}"
         tally[k] = tally.get(k, 0) + 1
-    return {"tally": tally, "parts": parts, "items": len(items), "items_at": items_at}
+        by_stage[f"{o['stage']}|{k}"] = by_stage.get(f"{o['stage']}|{k}", 0) + 1
+    return {"tally": tally, "stage_tally": by_stage, "parts": parts, "items": len(items), "items_at": items_at}
 
 
 def _surviving_signatures(uri: str, drop: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -304,10 +316,12 @@ def _put_uri(uri: str, data: bytes) -> None:
     _put(uri, data)
 
 
-def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample],
-                outcomes: list[dict[str, Any]]) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[Sample]]:
+def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample], outcomes: list[dict[str, Any]],
+                stage_in: dict[str, int], stage_s: dict[str, float]
+                ) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[Sample]]:
     """(key, rank, {stage: signature}) for each survivor; samples whose signature cannot be
-    computed are rejected here."""
+    computed are rejected here. Each dedupe stage's samples in and signature time are counted
+    in ``stage_in`` / ``stage_s``."""
     if not t.block:
         return [], survivors
     sigs: dict[str, dict[str, Any]] = {s.key: {} for s in survivors}
@@ -315,6 +329,8 @@ def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample],
     for i in t.block:
         st = stages[i]
         assert isinstance(st, DedupeStage)
+        stage_in[st.name] = stage_in.get(st.name, 0) + len(alive)
+        t0 = time.perf_counter()
         try:
             values = st.signatures(alive)
         except Reject:
@@ -324,6 +340,7 @@ def _signatures(stages: list[Stage], t: TaskSpec, survivors: list[Sample],
                     values.append(st.signature(s))
                 except Reject as r:
                     values.append(r)
+        stage_s[st.name] = stage_s.get(st.name, 0.0) + time.perf_counter() - t0
         kept = []
         for s, v in zip(alive, values, strict=True):
             if isinstance(v, Reject):

@@ -23,11 +23,11 @@ yields the same version digest.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import pickle
 import sys
+import time
 from collections import Counter
 from typing import Any
 
@@ -111,22 +111,28 @@ def _plan_tasks(inputs: list[tuple[str, DatasetVersion]], size: int) -> tuple[li
 
 
 def _merge_parts(store: Any, path: str, uris: list[str], columns: dict[str, Any]) -> int:
-    """The tasks' table parts as one Parquet file, streamed one part at a time; rows counted."""
+    """The tasks' table parts as one Parquet file, streamed one part at a time through a local
+    temporary file (the driver holds one part, never the whole table) and uploaded with the
+    store's file upload (multipart on S3); rows counted."""
+    import tempfile
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipelines.dedupe_lake import _table
 
     schema = pa.schema([(c, t) for c, t in columns.items()])
-    buf = io.BytesIO()
     n = 0
-    with pq.ParquetWriter(buf, schema) as w:
-        for uri in uris:
-            table = _table(uri).select(list(columns)).cast(schema)
-            n += table.num_rows
-            w.write_table(table)
-    if n:
-        store.put(path, buf.getvalue())
+    with tempfile.TemporaryDirectory(prefix="mmlake-merge-") as tmp:
+        local = os.path.join(tmp, "part.parquet")
+        with pq.ParquetWriter(local, schema) as w:
+            for uri in uris:
+                table = _table(uri).select(list(columns)).cast(schema)
+                n += table.num_rows
+                w.write_table(table)
+                del table
+        if n:
+            store.put_file(path, local)
     return n
 
 
@@ -184,6 +190,9 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
         store = lake.dataset_store(spec.output)
         parts: dict[str, list[str]] = {"outcomes": [], "scores": [], "signatures": []}  # URIs, in task order
         tally: Counter[str] = Counter()  # outcome:reason -> samples
+        stage_tally: Counter[str] = Counter()  # stage|outcome:reason -> samples
+        stage_in: Counter[str] = Counter()
+        stage_s: dict[str, float] = {}
         cluster_stats: dict[str, Any] = {}
         warned: dict[str, int] = {}
         sources: list[tuple[Any, ...]] = [src for _, src in tasks]
@@ -206,6 +215,10 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             scored += sum(r["scored"] for r in results if not r["resumed"])
             for r in results:
                 tally.update(r["tally"])
+                stage_tally.update(r.get("stage_tally") or {})
+                stage_in.update(r.get("stage_in") or {})
+                for name, sec in (r.get("stage_seconds") or {}).items():
+                    stage_s[name] = stage_s.get(name, 0.0) + sec
                 for what, uri in r["parts"].items():
                     parts[what].append(uri)
                 for msg, n in (r.get("warnings") or {}).items():
@@ -217,7 +230,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
             prev_items = [r.get("items_at") for r in results]
             if block:
                 drops, tables, cstats = _resolve_duplicates(runner, stages, block, spec, results, tasks, against,
-                                                            store, write_id, k)
+                                                            store, write_id, k, stage_s)
                 cluster_stats.update(cstats)
         kept_shards = [ShardInfo.from_json(r["shard"]) for r in results if r["shard"]]
         stats = VersionStats()
@@ -236,6 +249,7 @@ def run_pipeline(spec: PipelineSpec, lake: Lake, client: Any, *, progress: bool 
                 log.warning("%s: %d x %s", spec.name, n, msg)
         if cluster_stats:  # per dedupe stage: clusters, duplicates, largest cluster, farthest member
             counts["clusters"] = cluster_stats
+        counts["stages"] = _stage_counts(stages, stage_in, stage_s, stage_tally)
         if counts["kept"] == 0 and counts["samples_in"] > 0 and not spec.allow_empty:
             raise ValueError(f"pipeline {spec.name} kept 0 of {counts['samples_in']} samples (filtered "
                              f"{counts['filtered']}, duplicates {counts['duplicates']}, rejected {counts['rejected']}); "
@@ -322,9 +336,32 @@ def _summarise(tally: Counter[str], kept: int, n_inputs: int) -> dict[str, Any]:
             "duplicates": duplicates, "rejected": dict(sorted(rejected.items()))}
 
 
+def _stage_counts(stages: list[Any], stage_in: Counter[str], stage_s: dict[str, float],
+                  stage_tally: Counter[str]) -> dict[str, Any]:
+    """Per stage, in pipeline order: samples in, samples out, seconds (summed over the tasks,
+    plus the driver's and the engine's time deciding a dedupe stage) and what it removed by
+    outcome and reason. ``out`` is ``in`` less what the stage removed, so each stage's ``in``
+    is the previous one's ``out``; a duplicate is counted at its dedupe stage even though the
+    next pass drops it."""
+    from pipelines.stage import DedupeStage
+
+    out: dict[str, Any] = {}
+    prev: int | None = None
+    for st in stages:
+        removed = {k.partition("|")[2]: n for k, n in stage_tally.items() if k.partition("|")[0] == st.name}
+        # a block of dedupe stages signs the same samples, then decides stage after stage over
+        # what the one before it kept: that is what such a stage sees
+        n_in = prev if isinstance(st, DedupeStage) and prev is not None else stage_in.get(st.name, 0)
+        prev = n_in - sum(removed.values())
+        out[st.name] = {"in": n_in, "out": prev, "seconds": round(stage_s.get(st.name, 0.0), 3),
+                        "removed": dict(sorted(removed.items()))}
+    return out
+
+
 def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], spec: PipelineSpec,
                         results: list[dict[str, Any]], tasks: list[tuple[str, tuple[Any, ...]]],
-                        against: list[tuple[str, str]], store: Any, write_id: str, pass_no: int
+                        against: list[tuple[str, str]], store: Any, write_id: str, pass_no: int,
+                        stage_s: dict[str, float]
                         ) -> tuple[dict[int, dict[str, Any]], dict[int, tuple[str, ...]], dict[str, Any]]:
     """Run the block's dedupe stages in order on the runner, over the items the tasks wrote to
     the lake. Returns the part removals decided here (per task), each task's decision files for
@@ -346,17 +383,19 @@ def _resolve_duplicates(runner: Any, stages: list[Any], block: tuple[int, ...], 
     cluster_stats: dict[str, Any] = {}
     for pos, i in enumerate(block):
         st = stages[i]
+        t0 = time.perf_counter()
         if getattr(st, "prunes_parts", False):  # counted here, applied as part removals by the next pass
             decisions_i, cluster_stats[st.name] = _repeated_parts(st, own, tables)
             for task, d in decisions_i.items():
                 decisions.setdefault(task, {}).update(d)
-            continue
-        parts = [dataclasses.replace(p, removed=tuple(tables.get(p.task, ()))) for p in own] + refs
-        job = DedupeJob(stage=spec.stages[i], parts=tuple(parts),
-                        out=store.url(f"shards/{write_id}/pass{pass_no}/dups-{pos:02d}"))
-        files, cluster_stats[st.name] = runner.dedupe(job)
-        for task, uri in files.items():
-            tables.setdefault(task, []).append(uri)
+        else:
+            parts = [dataclasses.replace(p, removed=tuple(tables.get(p.task, ()))) for p in own] + refs
+            job = DedupeJob(stage=spec.stages[i], parts=tuple(parts),
+                            out=store.url(f"shards/{write_id}/pass{pass_no}/dups-{pos:02d}"))
+            files, cluster_stats[st.name] = runner.dedupe(job)
+            for task, uri in files.items():
+                tables.setdefault(task, []).append(uri)
+        stage_s[st.name] = stage_s.get(st.name, 0.0) + time.perf_counter() - t0
     return decisions, {t: tuple(u) for t, u in tables.items()}, cluster_stats
 
 

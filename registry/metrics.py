@@ -1,6 +1,6 @@
 """Prometheus metrics of the registry (``GET /metrics``): requests, latency and errors by route,
 and what the recorded pipeline runs did (samples in, kept, filtered / rejected by reason,
-duplicates, seconds), so one scrape of the registry shows the pipelines too."""
+duplicates, seconds) in all and per stage, so one scrape of the registry shows the pipelines too."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ __all__ = ["RegistryMetrics", "EXPORTED"]
 #: every metric family this module exports (the Grafana dashboards' queries are checked against it)
 EXPORTED = ("mmlake_registry_requests_total", "mmlake_registry_request_seconds", "mmlake_registry_errors_total",
             "mmlake_runs", "mmlake_pipeline_samples_total", "mmlake_pipeline_outcomes_total",
-            "mmlake_pipeline_seconds_total")
+            "mmlake_pipeline_seconds_total", "mmlake_pipeline_stage_samples_total", "mmlake_pipeline_stage_removed_total",
+            "mmlake_pipeline_stage_seconds_total")
 RUN_WINDOW = 1000  # the newest runs summed per scrape
 
 
@@ -81,6 +82,12 @@ class _Runs:
         outcomes = CounterMetricFamily("mmlake_pipeline_outcomes", "filtered, rejected and duplicate samples by reason",
                                        labels=["pipeline", "outcome", "reason"])
         seconds = CounterMetricFamily("mmlake_pipeline_seconds", "wall time of succeeded runs", labels=["pipeline"])
+        st_samples = CounterMetricFamily("mmlake_pipeline_stage_samples", "samples into and out of each stage",
+                                         labels=["pipeline", "stage", "what"])
+        st_removed = CounterMetricFamily("mmlake_pipeline_stage_removed", "samples a stage filtered, rejected or "
+                                         "found duplicate, by reason", labels=["pipeline", "stage", "outcome", "reason"])
+        st_seconds = CounterMetricFamily("mmlake_pipeline_stage_seconds", "seconds spent in each stage, summed over "
+                                         "its tasks (and the dedupe decision)", labels=["pipeline", "stage"])
         sums: dict[tuple[str, ...], float] = {}
         for r in runs:
             counts[(r.kind, r.status)] = counts.get((r.kind, r.status), 0) + 1
@@ -93,14 +100,22 @@ class _Runs:
                 for reason, n in (c.get(outcome) or {}).items():
                     _add(sums, ("o", r.name, outcome, reason), n)
             _add(sums, ("o", r.name, "duplicate", "duplicate"), c.get("duplicates", 0))
+            for stage, sc in (c.get("stages") or {}).items():
+                for what in ("in", "out"):
+                    _add(sums, ("ss", r.name, stage, what), sc.get(what, 0))
+                for k, n in (sc.get("removed") or {}).items():
+                    outcome, _, reason = k.partition(":")
+                    _add(sums, ("sr", r.name, stage, outcome, reason), n)
+                _add(sums, ("st", r.name, stage), sc.get("seconds", 0.0))
             if r.started_at and r.ended_at:
                 _add(sums, ("t", r.name), (datetime.fromisoformat(r.ended_at) -
                                            datetime.fromisoformat(r.started_at)).total_seconds())
         for (kind, status), n in sorted(counts.items()):
             by.add_metric([kind, status], n)
         for key, v in sorted(sums.items()):
-            {"s": samples, "o": outcomes, "t": seconds}[key[0]].add_metric(list(key[1:]), v)
-        yield from (by, samples, outcomes, seconds)
+            {"s": samples, "o": outcomes, "t": seconds, "ss": st_samples, "sr": st_removed,
+             "st": st_seconds}[key[0]].add_metric(list(key[1:]), v)
+        yield from (by, samples, outcomes, seconds, st_samples, st_removed, st_seconds)
 
 
 def _add(sums: dict[tuple[str, ...], float], key: tuple[str, ...], v: float) -> None:

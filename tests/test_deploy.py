@@ -127,7 +127,9 @@ def test_every_dashboard_query_names_a_metric_the_project_exports(tmp_path: Path
     reg = Registry(f"sqlite:///{tmp_path / 'r.db'}")
     run = reg.start_run("pipeline", "clean", inputs=[], spec={}, parameters={})
     reg.finish_run(run.id, "succeeded", counts={"samples_in": 10, "kept": 7, "filtered": {"too_small": 2},
-                                                "rejected": {"truncated_image": 1}, "duplicates": 0})
+                                                "rejected": {"truncated_image": 1}, "duplicates": 0,
+                                                "stages": {"image_filter": {"in": 9, "out": 7, "seconds": 0.5,
+                                                                            "removed": {"filtered:too_small": 2}}}})
     client = TestClient(create_app(reg, with_web=False))
     client.get("/api/v1/datasets")
     client.get("/api/v1/datasets/nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -42,6 +43,9 @@ def test_local_ray_spark_agree_exactly(tmp_path: Path, corpus: tuple[Path, int],
         assert other[3] == local[3]  # same version digest
         for k in ("kept", "filtered", "duplicates", "rejected", "samples_in"):
             assert other[0][k] == local[0][k]
+        # the same per-stage funnel (seconds aside)
+        assert {n: {k: v for k, v in c.items() if k != "seconds"} for n, c in other[0]["stages"].items()} == \
+            {n: {k: v for k, v in c.items() if k != "seconds"} for n, c in local[0]["stages"].items()}
     out = local[0]
     # accounting closes over every raw input, broken files included
     assert out["samples_in"] == n_inputs
@@ -71,6 +75,34 @@ def test_run_is_recorded_with_lineage_and_rejects(tmp_path: Path, corpus: tuple[
     assert set(v.manifest.extras) == {"scores", "signatures"}
     kept = v.get(0)
     assert set(kept.meta["scores"]) == {"image_filter", "text_filter"}
+    # per stage: a chain from the samples that reached the first stage to the kept ones, each
+    # stage's removals equal to its rows in the rejects table (counted here from the table)
+    stages = out["stages"]
+    assert list(stages) == [next(iter(s)) for s in SPEC["stages"]]
+    rows = pq.read_table(v.store.url(v.manifest.rejects["path"])[len("file://"):]).to_pylist()
+    assert all(r["stage"] in stages for r in rows)
+    chain = [c["in"] for c in stages.values()] + [out["kept"]]
+    assert chain[0] == out["samples_in"] - sum(out["ingest"]["rejected"].values())  # ingest rejects reach no stage
+    assert [c["out"] for c in stages.values()] == chain[1:]
+    for name, c in stages.items():
+        mine = collections.Counter(f"{r['outcome']}:{r['reason']}" for r in rows if r["stage"] == name)
+        assert c["removed"] == dict(mine) and c["in"] - c["out"] == sum(mine.values())
+        assert c["seconds"] >= 0
+    assert sum(sum(c["removed"].values()) for c in stages.values()) > 0
+    # ... and the registry exports them to Prometheus
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from registry.api import create_app
+
+    page = TestClient(create_app(reg, with_web=False)).get("/metrics").text
+    got = {(s.labels["stage"], s.labels["what"]): s.value for fam in text_string_to_metric_families(page)
+           for s in fam.samples if s.name == "mmlake_pipeline_stage_samples_total" and s.labels["pipeline"] == SPEC["name"]}
+    assert got == {(n, w): float(c[w]) for n, c in stages.items() for w in ("in", "out")}
+    removed = {(s.labels["stage"], f"{s.labels['outcome']}:{s.labels['reason']}"): s.value
+               for fam in text_string_to_metric_families(page) for s in fam.samples
+               if s.name == "mmlake_pipeline_stage_removed_total"}
+    assert removed == {(n, k): float(v) for n, c in stages.items() for k, v in c["removed"].items()}
     reg.close()
 
 

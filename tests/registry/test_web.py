@@ -399,14 +399,23 @@ def test_rejects_browser_filters_shows_thumbnails_and_readmits(browser, site, re
     from pipelines.spec import parse_spec
 
     url, world = site
-    run_pipeline(parse_spec({"name": "strict", "input": "raw@1", "output": "strict", "runner": "local",
-                             "stages": [{"decode": {}}, {"text_filter": {"min_words": 11}},
-                                        {"dedupe_image": {"max_hamming": 6}}]}), world.lake, world.reg, progress=False)
+    out = run_pipeline(parse_spec({"name": "strict", "input": "raw@1", "output": "strict", "runner": "local",
+                                   "stages": [{"decode": {}}, {"text_filter": {"min_words": 11}},
+                                              {"dedupe_image": {"max_hamming": 6}}]}), world.lake, world.reg, progress=False)
     v1 = world.reg.open_version("strict@1")
     rows = v1.read_rejects().to_pylist()
     filtered = [r for r in rows if r["reason"] == "too_few_words"]
     assert len(filtered) >= 3, rows
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    # the run page's per-stage table: each stage's in - out is its rows in the rejects table
+    page.goto(f"{url}/runs/{out['run_id']}")
+    n = out["samples_in"]
+    for stage in ("decode", "text_filter", "dedupe_image"):
+        tr = page.locator(f'#run-stages tr[data-stage="{stage}"]')
+        got_in, got_out = int(tr.locator(".in").inner_text()), int(tr.locator(".out").inner_text())
+        assert (got_in, got_out) == (n, n - sum(r["stage"] == stage for r in rows)), stage
+        n = got_out
+    assert n == len(v1)
     page.goto(f"{url}/datasets/strict/1")
     page.click("#rejects-link")
     page.wait_for_url(f"{url}/datasets/strict/1/rejects")
