@@ -5,7 +5,8 @@ into blocks in reading order:
 
 1. **baselines** -- fragments whose vertical extents overlap by half the smaller height and
    whose horizontal gap is under ``word_gap`` line heights are one line (words of one baseline
-   stay together); with ``gutters`` (OCR lines) a line is cut again where it crosses a column
+   stay together), and so are fragments of one line of a PDF's text stream (``Fragment.run``)
+   whatever the gap (justified text); with ``gutters`` (OCR lines) a line is cut again where it crosses a column
    gutter -- a gap that no text crosses in the lines right above or right below, with column
    edges on both sides (a real scan's gutter can be narrower than a line height);
 2. **blocks** -- a line joins the block whose last line is directly above it (gap under
@@ -21,7 +22,8 @@ into blocks in reading order:
    *a* lies left of *b* and no block between them vertically overlaps both horizontally (a
    full-width title or figure caption separates the column parts above it from those below),
    and a block at least half the text width comes before everything entirely below it (a
-   centred title above a sidebar);
+   centred title above a sidebar), as does a block with nothing beside it and no block of its
+   column right under it (a running header, a page number, a note between two tables);
    a topological sort with top-left-first tie breaking turns it into a sequence. Columns are
    read one after the other, a spanning title before them.
 
