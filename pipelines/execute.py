@@ -94,13 +94,27 @@ def _stages(stages: str) -> list[Stage]:
     return built
 
 
-@lru_cache(maxsize=4)
-def _scores(uri: str) -> dict[tuple[str, str], dict[str, Any]]:
+@lru_cache(maxsize=2)
+def _scores_table(uri: str) -> Any:
+    """The scores table as Arrow columns, read once per worker process."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     head, _, name = uri.rpartition("/")
-    table = pq.read_table(pa.BufferReader(open_store(head).read(name)), use_threads=False)
+    return pq.read_table(pa.BufferReader(open_store(head).read(name)), columns=["key", "stage", "scores"],
+                         use_threads=False)
+
+
+def _scores(uri: str, keys: set[str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """A previous version's filter scores by (key, stage): only the rows of ``keys`` (this
+    task's samples) become Python objects -- the key match runs in Arrow -- so a task holds its
+    own share, not the whole table."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _scores_table(uri)
+    if keys is not None:
+        table = table.filter(pc.is_in(table["key"], value_set=pa.array(sorted(keys), pa.string())))
     return {(r["key"], r["stage"]): json.loads(r["scores"]) for r in table.to_pylist()}
 
 
@@ -171,7 +185,12 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
         result["resumed"] = True
         return result  # type: ignore[no-any-return]
     stages = _stages(json.dumps([list(s) for s in t.stages]))
-    reuse = _scores(t.reuse_scores) if t.reuse_scores else {}
+    loaded = _load(t)
+    if t.reuse_scores:
+        mine = {s.key for s in loaded if isinstance(s, Sample)} if isinstance(loaded, list) else None
+        reuse = _scores(t.reuse_scores, mine)
+    else:
+        reuse = {}
     if t.drop_tables:  # what the engine decided for this task's samples
         from pipelines.dedupe_lake import read_decisions
 
@@ -190,7 +209,7 @@ def _run_task(t: TaskSpec) -> dict[str, Any]:
     # per stage: samples that entered it and seconds spent in it (this task's share)
     stage_in: dict[str, int] = {}
     stage_s: dict[str, float] = {}
-    for s in _load(t):
+    for s in loaded:
         if not isinstance(s, Sample):  # a collected source's statistic, or an input that gave no sample
             source_stats[s.name] = source_stats.get(s.name, 0) + s.n
             if s.key is not None:

@@ -47,6 +47,14 @@ def test_thresholds_reapplied_from_stored_scores(env: tuple[Lake, Registry]) -> 
         assert reused[k] == fresh[k]
     assert reused["filtered"] == {"too_few_words": 30}
     assert [s.key for s in reg.open_version(reused["output"])] == [s.key for s in reg.open_version(fresh["output"])]
+    # a task turns only its own samples' rows into Python objects
+    from pipelines.execute import _scores
+
+    v = reg.open_version(first["output"])
+    whole = _scores(v.store.url(v.manifest.extras["scores"]))
+    some = {k for k, _ in list(whole)[::7]}
+    assert _scores(v.store.url(v.manifest.extras["scores"]), some) == {kk: sc for kk, sc in whole.items() if kk[0] in some}
+    assert len(some) < len({k for k, _ in whole})
 
 
 def test_dedupe_against_an_earlier_version(env: tuple[Lake, Registry]) -> None:
